@@ -1,0 +1,385 @@
+"""Virtqueues: one split ring seen from either side.
+
+Theory of operation
+-------------------
+A split vring has two owners.  The *driver* owns the descriptor table and the available
+ring: it fills a descriptor with a buffer's address and length, writes the descriptor's
+index into ``avail.ring[avail.idx % num]`` and then publishes it by incrementing
+``avail.idx``.  The *device* owns the used ring: it takes the next available head,
+uses the buffer, writes ``{id: head, len}`` into ``used.ring[used.idx % num]`` and
+publishes it by incrementing ``used.idx``.  Both indices are free-running u16 counters.
+Each side keeps a private shadow of how far it has consumed the other side's ring
+(``last_used`` for the driver, ``last_avail`` for the device).
+
+Two rules keep this file honest:
+
+1. **Everything that changes a ring's state lives here**, for both roles.  A
+   :class:`Virtqueue` is parameterised by ``role``; the role decides which half of the
+   API is legal (``add_buffer``/``get_used`` for the driver,
+   ``get_avail``/``add_used`` for the device), not which copy of the code runs.
+2. **Everything read from the ring is untrusted.**  An index that jumps by more than
+   ``num``, a head outside the table, a used id that was never handed out, a buffer
+   address outside the shared-memory region: each raises :class:`RingError` and marks
+   the queue broken.  The driver keeps its own shadow of the free list and of every
+   descriptor it handed out, so nothing the device writes can redirect it.
+
+Byte compatibility with the C library (OpenAMP ``virtqueue.c``) matters where the peer
+or a memory image can see it: the driver chains ``desc[i].next = i + 1`` at init with
+``0x8000`` at the end, frees a descriptor by pointing its ``next`` at the old free head,
+writes ``addr/len/flags`` (never ``next``) when it posts a buffer, and publishes an
+index only after the entry it covers.
+
+Notifications: without ``VIRTIO_RING_F_EVENT_IDX`` a driver kicks unless the device set
+``VRING_USED_F_NO_NOTIFY`` and a device interrupts unless the driver set
+``VRING_AVAIL_F_NO_INTERRUPT``; with it, both use ``vring_need_event``.  This module
+never sleeps, opens anything or knows what a kick is: ``notify`` is a callable handed in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from enum import IntEnum
+
+from ..errors import RingError, UsageError
+from ..metal.io import IoRegion, fence
+from .ring import (
+    DESC,
+    U16,
+    USED_ELEM,
+    VQ_RING_DESC_CHAIN_END,
+    VRING_AVAIL_F_NO_INTERRUPT,
+    VRING_DESC_F_WRITE,
+    VRING_USED_F_NO_NOTIFY,
+    VringLayout,
+    vring_need_event,
+)
+
+
+class Role(IntEnum):
+    """Which side of the virtio device we play (values as in the C library)."""
+
+    DRIVER = 0
+    """The host side (``VIRTIO_DEV_DRIVER``, ``RPMSG_HOST``): owns descriptors and avail."""
+    DEVICE = 1
+    """The remote side (``VIRTIO_DEV_DEVICE``, ``RPMSG_REMOTE``): owns the used ring."""
+
+
+class Virtqueue:
+    """One vring in ``ring_io`` at ``layout``, buffers addressed through ``buf_io``.
+
+    ``notify`` is called by :meth:`kick` when the peer wants to be told.  Buffer offsets
+    in this API are offsets inside ``buf_io``; the ring stores ``buf_io``'s physical
+    addresses.
+    """
+
+    def __init__(
+        self,
+        ring_io: IoRegion,
+        layout: VringLayout,
+        *,
+        role: Role,
+        buf_io: IoRegion,
+        notify: Callable[[], None],
+        index: int = 0,
+        name: str = "",
+        event_idx: bool = False,
+    ) -> None:
+        ring_io.check(layout.base, layout.size)
+        self.role = role
+        self.index = index
+        self.name = name or f"vq{index}"
+        self.layout = layout
+        self.num = layout.num
+        self.event_idx = event_idx
+        self.notify = notify
+        self.ring_io = ring_io
+        self.buf_io = buf_io
+        self.broken: RingError | None = None
+        self.kicks = 0
+        """How many times :meth:`kick` actually notified the peer."""
+
+        self._mem = ring_io.mem
+        self._buf_base = buf_io.phys_base
+        self._buf_size = buf_io.size
+        self._mask = layout.num - 1
+        self._desc = layout.desc
+        self._avail_flags = layout.avail_flags
+        self._avail_idx_off = layout.avail_idx
+        self._avail_ring = layout.avail_ring
+        self._used_event = layout.used_event
+        self._used_flags = layout.used_flags
+        self._used_idx_off = layout.used_idx
+        self._used_ring = layout.used_ring
+        self._avail_event = layout.avail_event
+        self._queued = 0
+
+        # driver state
+        self._next = [*range(1, layout.num), VQ_RING_DESC_CHAIN_END]
+        self._free_head = 0
+        self._free_count = layout.num
+        self._cookie: list[object | None] = [None] * layout.num
+        self._avail_idx = 0
+        self._last_used = 0
+        # device state
+        self._last_avail = 0
+        self._used_idx = 0
+        self._desc_len: list[int] = [0] * layout.num
+
+    def __repr__(self) -> str:
+        return f"Virtqueue({self.name!r}, role={self.role.name}, num={self.num})"
+
+    # -- set-up -------------------------------------------------------------------------
+
+    def init_driver_ring(self) -> None:
+        """Driver: zero the whole ring and chain the descriptors into one free list.
+
+        This is what the C driver does before it posts anything (``virtqueue_create``
+        after ``virtio_create_virtqueues`` zeroed ``vring_size`` bytes).
+        """
+        self._require(Role.DRIVER, "init_driver_ring")
+        self.ring_io.fill(self.layout.base, self.layout.size)
+        for i, nxt in enumerate(self._next):
+            U16.pack_into(self._mem, self._desc + 16 * i + 14, nxt)
+        self._avail_idx = 0
+        self._last_used = 0
+        self._free_head = 0
+        self._free_count = self.num
+
+    def attach_device(self) -> None:
+        """Device: start from the ring's current indices (C: ``vq_available_idx = 0``)."""
+        self._require(Role.DEVICE, "attach_device")
+        self._last_avail = 0
+        self._used_idx = U16.unpack_from(self._mem, self._used_idx_off)[0]
+
+    # -- driver side --------------------------------------------------------------------
+
+    @property
+    def free_count(self) -> int:
+        """Driver: descriptors not currently handed to the device."""
+        return self._free_count
+
+    def add_buffer(self, offset: int, length: int, writable: bool, cookie: object = None) -> int:
+        """Driver: post the buffer at ``offset`` in ``buf_io``; return the descriptor head.
+
+        ``writable`` buffers are for the device to fill (rx), others for it to read (tx).
+        ``cookie`` comes back from :meth:`get_used` (default: the offset).  The new
+        entry is published at once; call :meth:`kick` to tell the peer.
+        """
+        if self.role is not Role.DRIVER:
+            self._require(Role.DRIVER, "add_buffer")
+        if self.broken is not None:
+            raise self.broken
+        if self._free_count == 0:
+            raise UsageError(f"{self.name}: no free descriptor (all {self.num} posted)")
+        if offset < 0 or length < 0 or offset + length > self._buf_size:
+            raise UsageError(f"{self.name}: buffer [{offset:#x}, +{length:#x}) outside buf_io")
+        head = self._free_head
+        mem = self._mem
+        nxt = self._next[head]
+        DESC.pack_into(
+            mem,
+            self._desc + 16 * head,
+            self._buf_base + offset,
+            length,
+            VRING_DESC_F_WRITE if writable else 0,
+            nxt,
+        )
+        self._free_head = nxt
+        self._free_count -= 1
+        self._cookie[head] = offset if cookie is None else cookie
+        idx = self._avail_idx
+        U16.pack_into(mem, self._avail_ring + 2 * (idx & self._mask), head)
+        fence()
+        idx = (idx + 1) & 0xFFFF
+        self._avail_idx = idx
+        U16.pack_into(mem, self._avail_idx_off, idx)
+        self._queued += 1
+        return head
+
+    def get_used(self) -> tuple[object, int, int] | None:
+        """Driver: take the next buffer the device returned, or ``None``.
+
+        Returns ``(cookie, used_len, slot)`` where ``slot`` is the used-ring slot (what
+        the C library reports as the buffer index).  The descriptor goes back on the
+        free list.
+        """
+        if self.role is not Role.DRIVER:
+            self._require(Role.DRIVER, "get_used")
+        mem = self._mem
+        used_idx = U16.unpack_from(mem, self._used_idx_off)[0]
+        last = self._last_used
+        if used_idx == last:
+            return None
+        if self.broken is not None:
+            raise self.broken
+        if ((used_idx - last) & 0xFFFF) > self.num - self._free_count:
+            self._fail(
+                f"used.idx jumped to {used_idx} with last_used {last} and only "
+                f"{self.num - self._free_count} buffers outstanding"
+            )
+        fence()
+        slot = last & self._mask
+        head, length = USED_ELEM.unpack_from(mem, self._used_ring + 8 * slot)
+        if head >= self.num:
+            self._fail(f"used.ring[{slot}].id = {head} is outside the table of {self.num}")
+        cookie = self._cookie[head]
+        if cookie is None:
+            self._fail(f"used.ring[{slot}].id = {head} names a descriptor that is not in use")
+        self._last_used = (last + 1) & 0xFFFF
+        # free the descriptor: it becomes the new free-list head (C vq_ring_free_chain)
+        self._cookie[head] = None
+        self._next[head] = self._free_head
+        U16.pack_into(mem, self._desc + 16 * head + 14, self._free_head)
+        self._free_head = head
+        self._free_count += 1
+        return cookie, length, slot
+
+    # -- device side --------------------------------------------------------------------
+
+    def get_avail(self) -> tuple[int, int, int] | None:
+        """Device: take the next available buffer, or ``None``.
+
+        Returns ``(head, offset, length)`` with ``offset`` inside ``buf_io``, after
+        checking the head and that the whole buffer lies inside ``buf_io``.
+        """
+        if self.role is not Role.DEVICE:
+            self._require(Role.DEVICE, "get_avail")
+        mem = self._mem
+        avail_idx = U16.unpack_from(mem, self._avail_idx_off)[0]
+        last = self._last_avail
+        if avail_idx == last:
+            return None
+        if self.broken is not None:
+            raise self.broken
+        if ((avail_idx - last) & 0xFFFF) > self.num:
+            self._fail(f"avail.idx jumped to {avail_idx} with last_avail {last}")
+        fence()
+        slot = last & self._mask
+        head = U16.unpack_from(mem, self._avail_ring + 2 * slot)[0]
+        if head >= self.num:
+            self._fail(f"avail.ring[{slot}] = {head} is outside the table of {self.num}")
+        addr, length, _flags, _next = DESC.unpack_from(mem, self._desc + 16 * head)
+        offset = addr - self._buf_base
+        if offset < 0 or offset + length > self._buf_size:
+            self._fail(
+                f"desc[{head}] = [{addr:#x}, +{length:#x}) lies outside the shared buffers "
+                f"[{self._buf_base:#x}, +{self._buf_size:#x})"
+            )
+        self._last_avail = (last + 1) & 0xFFFF
+        self._desc_len[head] = length
+        return head, offset, length
+
+    def peek_avail_len(self) -> int:
+        """Device: ``desc.len`` of the next available buffer without taking it (0 if none).
+
+        The C device reports its buffer sizes this way (``virtqueue_get_desc_size``).
+        """
+        mem = self._mem
+        if U16.unpack_from(mem, self._avail_idx_off)[0] == self._last_avail:
+            return 0
+        head = U16.unpack_from(mem, self._avail_ring + 2 * (self._last_avail & self._mask))[0]
+        if head >= self.num:
+            return 0
+        return int(DESC.unpack_from(mem, self._desc + 16 * head)[1])
+
+    def add_used(self, head: int, length: int) -> None:
+        """Device: return buffer ``head`` with ``length`` bytes written (C: ``desc.len``)."""
+        if self.role is not Role.DEVICE:
+            self._require(Role.DEVICE, "add_used")
+        if not 0 <= head < self.num:
+            raise UsageError(f"{self.name}: descriptor head {head} out of range")
+        mem = self._mem
+        idx = self._used_idx
+        USED_ELEM.pack_into(mem, self._used_ring + 8 * (idx & self._mask), head, length)
+        fence()
+        idx = (idx + 1) & 0xFFFF
+        self._used_idx = idx
+        U16.pack_into(mem, self._used_idx_off, idx)
+        self._queued += 1
+
+    def desc_len(self, head: int) -> int:
+        """Device: the length of descriptor ``head`` as read when it was taken."""
+        return self._desc_len[head]
+
+    # -- both sides ---------------------------------------------------------------------
+
+    def has_pending(self) -> bool:
+        """Whether the peer has published work we have not consumed yet."""
+        pending: bool
+        if self.role is Role.DRIVER:
+            pending = U16.unpack_from(self._mem, self._used_idx_off)[0] != self._last_used
+        else:
+            pending = U16.unpack_from(self._mem, self._avail_idx_off)[0] != self._last_avail
+        return pending
+
+    def disable_cb(self) -> None:
+        """Ask the peer not to notify us about this queue (C ``virtqueue_disable_cb``)."""
+        mem = self._mem
+        if self.event_idx:
+            if self.role is Role.DRIVER:
+                U16.pack_into(mem, self._used_event, (self._last_used - self.num - 1) & 0xFFFF)
+            else:
+                U16.pack_into(mem, self._avail_event, (self._last_avail - self.num - 1) & 0xFFFF)
+        elif self.role is Role.DRIVER:
+            flags = U16.unpack_from(mem, self._avail_flags)[0]
+            U16.pack_into(mem, self._avail_flags, flags | VRING_AVAIL_F_NO_INTERRUPT)
+        else:
+            flags = U16.unpack_from(mem, self._used_flags)[0]
+            U16.pack_into(mem, self._used_flags, flags | VRING_USED_F_NO_NOTIFY)
+
+    def enable_cb(self) -> bool:
+        """Ask the peer to notify us again; return whether work is already pending.
+
+        The caller must re-check after enabling: work published before the flag
+        became visible to the peer raised no notification.
+        """
+        mem = self._mem
+        if self.event_idx:
+            if self.role is Role.DRIVER:
+                U16.pack_into(mem, self._used_event, self._last_used)
+            else:
+                U16.pack_into(mem, self._avail_event, self._last_avail)
+        elif self.role is Role.DRIVER:
+            flags = U16.unpack_from(mem, self._avail_flags)[0]
+            U16.pack_into(mem, self._avail_flags, flags & ~VRING_AVAIL_F_NO_INTERRUPT & 0xFFFF)
+        else:
+            flags = U16.unpack_from(mem, self._used_flags)[0]
+            U16.pack_into(mem, self._used_flags, flags & ~VRING_USED_F_NO_NOTIFY & 0xFFFF)
+        fence()
+        return self.has_pending()
+
+    def must_notify(self) -> bool:
+        """Whether the peer wants a notification for the entries queued since the last kick."""
+        mem = self._mem
+        if self.event_idx:
+            if self.role is Role.DRIVER:
+                new = self._avail_idx
+                event = U16.unpack_from(mem, self._avail_event)[0]
+            else:
+                new = self._used_idx
+                event = U16.unpack_from(mem, self._used_event)[0]
+            return vring_need_event(event, new, (new - self._queued) & 0xFFFF)
+        if self.role is Role.DRIVER:
+            return not int(U16.unpack_from(mem, self._used_flags)[0]) & VRING_USED_F_NO_NOTIFY
+        return not int(U16.unpack_from(mem, self._avail_flags)[0]) & VRING_AVAIL_F_NO_INTERRUPT
+
+    def kick(self) -> bool:
+        """Notify the peer if it asked to be (C ``virtqueue_kick``); return whether we did."""
+        fence()
+        notified = self.must_notify()
+        if notified:
+            self.notify()
+            self.kicks += 1
+        self._queued = 0
+        return notified
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _require(self, role: Role, what: str) -> None:
+        if self.role is not role:
+            raise UsageError(f"{self.name}: {what}() is a {role.name.lower()}-side operation")
+
+    def _fail(self, reason: str) -> None:
+        err = RingError(f"{self.name} ({self.role.name.lower()} side): {reason}")
+        self.broken = err
+        raise err
