@@ -1,0 +1,530 @@
+"""RPMsg core: endpoints, addresses, the name service and message dispatch.
+
+This is the transport-neutral half (Linux ``rpmsg_core.c``, C ``rpmsg.c``).  It knows
+endpoints and channels and nothing about virtio; a transport subclass
+(:class:`openamp.rpmsg.virtio.RpmsgVirtioDevice`) moves the bytes.
+
+Behaviour kept from the C library because peers depend on it:
+
+* dynamic addresses are 1024..1151, handed out round-robin, so the first endpoint on
+  each side is 0x400;
+* an endpoint created with an unknown destination announces itself (NS create) when the
+  name service is negotiated; destroying an endpoint at an address >= 1024 announces
+  the destroy;
+* an endpoint binds to the peer by the peer's NS create with the same name, or by the
+  source address of the first message it receives;
+* an NS destroy unbinds (destination back to ANY) and calls the unbind callbacks; it
+  does not destroy the endpoint.
+
+Where the C library is silently lossy we raise instead: a 129th dynamic address raises
+:class:`AddressExhaustedError` (C hands out a duplicate), a payload over the buffer size
+raises :class:`PayloadTooLargeError` (C truncates), and name-service records are
+zero-padded (C leaks stack bytes).
+
+Blocking: ``recv``/``send``/``wait_bound`` take ``timeout`` in seconds (``None`` waits
+forever, ``0`` does not wait).  Waiting itself is done by a :class:`Waiter` handed in by
+the platform; this module never sleeps.  A device and its endpoints are meant to be used
+from one thread at a time.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
+
+from ..errors import (
+    AddressExhaustedError,
+    AddressInUseError,
+    EndpointClosedError,
+    EndpointNotBoundError,
+    InvalidStateError,
+    MessageError,
+    OpenAMPError,
+    OpenAMPTimeoutError,
+    UsageError,
+)
+from .wire import (
+    RPMSG_ADDR_ANY,
+    RPMSG_ADDR_BMP_SIZE,
+    RPMSG_NS_EPT_ADDR,
+    RPMSG_RESERVED_ADDRESSES,
+    decode_ns,
+    encode_name,
+    encode_ns,
+)
+
+if TYPE_CHECKING:
+    from .buffers import RxBuffer, TxBuffer
+
+log = logging.getLogger("openamp.rpmsg")
+
+SEND_TIMEOUT = 15.0
+"""Default seconds a blocking send waits for a free buffer (the C library's 15 s)."""
+
+EndpointCallback = Callable[["Endpoint", memoryview, int], None]
+"""``callback(endpoint, payload, src)``; ``payload`` is valid only during the call."""
+UnbindCallback = Callable[["Endpoint"], None]
+NsCallback = Callable[["RpmsgDevice", str, int], None]
+"""``callback(device, service_name, remote_address)``."""
+
+
+class Waiter(Protocol):
+    """How a blocked call waits for shared memory to change (handed in by the platform)."""
+
+    def wait(self, ready: Callable[[], bool], timeout: float | None) -> bool:
+        """Return True once ``ready()`` is true, False after ``timeout`` seconds.
+
+        ``None`` waits forever; ``0`` checks once.
+        """
+        ...
+
+
+class Deadline:
+    """A point in time derived from a ``timeout`` (None = never)."""
+
+    __slots__ = ("_at",)
+
+    def __init__(self, timeout: float | None) -> None:
+        self._at = None if timeout is None else time.monotonic() + max(0.0, timeout)
+
+    def remaining(self) -> float | None:
+        """Seconds left (never negative), or None for no deadline."""
+        if self._at is None:
+            return None
+        return max(0.0, self._at - time.monotonic())
+
+    def expired(self) -> bool:
+        """Whether the deadline has passed."""
+        r = self.remaining()
+        return r is not None and r <= 0.0
+
+
+class Endpoint:
+    """A local rpmsg endpoint: an address, an optional service name and a peer address.
+
+    Without a ``callback`` incoming messages queue up for :meth:`recv`; with one, the
+    callback runs during the device's :meth:`RpmsgDevice.poll` and gets a zero-copy
+    view of the payload (call :meth:`hold_rx_buffer` inside it to keep the buffer).
+    """
+
+    __slots__ = (
+        "_queue",
+        "addr",
+        "callback",
+        "closed",
+        "dest_addr",
+        "device",
+        "name",
+        "on_unbind",
+        "unbound",
+    )
+
+    def __init__(
+        self,
+        device: RpmsgDevice,
+        name: str,
+        addr: int,
+        dest_addr: int,
+        callback: EndpointCallback | None,
+        on_unbind: UnbindCallback | None,
+    ) -> None:
+        self.device = device
+        self.name = name
+        self.addr = addr
+        self.dest_addr = dest_addr
+        self.callback = callback
+        self.on_unbind = on_unbind
+        self.closed = False
+        self.unbound = False
+        """True once the peer announced the service's destruction (NS destroy)."""
+        self._queue: deque[tuple[bytes, int]] = deque()
+
+    def __repr__(self) -> str:
+        dest = "ANY" if self.dest_addr == RPMSG_ADDR_ANY else f"{self.dest_addr:#x}"
+        return f"Endpoint({self.name!r}, addr={self.addr:#x}, dest={dest})"
+
+    def __enter__(self) -> Endpoint:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.destroy()
+
+    # -- state --------------------------------------------------------------------------
+
+    @property
+    def is_bound(self) -> bool:
+        """Whether the peer's address is known (C ``is_rpmsg_ept_ready``)."""
+        return not self.closed and self.dest_addr != RPMSG_ADDR_ANY
+
+    def wait_bound(self, timeout: float | None = None) -> None:
+        """Block until the peer is known; ``timeout`` in seconds, None = forever.
+
+        Raises :class:`OpenAMPTimeoutError` if it is not bound in time.
+        """
+        self._check_open()
+        if not self.device.wait_until(lambda: self.dest_addr != RPMSG_ADDR_ANY, timeout):
+            raise OpenAMPTimeoutError(
+                f"endpoint {self.name!r} at {self.addr:#x} was not bound by the peer "
+                f"within {timeout} s (no name-service announcement or first message)"
+            )
+
+    # -- sending ------------------------------------------------------------------------
+
+    def send(
+        self, data: bytes | bytearray | memoryview, timeout: float | None = SEND_TIMEOUT
+    ) -> int:
+        """Send ``data`` to the bound peer; return the payload length.
+
+        ``timeout``: seconds to wait for a free buffer (None = forever, 0 = don't wait).
+        Raises :class:`EndpointNotBoundError` before binding,
+        :class:`PayloadTooLargeError`, :class:`NoBufferError`/:class:`SendTimeoutError`.
+        """
+        dst = self.dest_addr
+        if dst == RPMSG_ADDR_ANY:
+            self._check_open()
+            raise EndpointNotBoundError(
+                f"endpoint {self.name!r} at {self.addr:#x} has no peer address yet; "
+                "wait_bound() or use sendto()"
+            )
+        return self.device.send_offchannel(self.addr, dst, data, timeout)
+
+    def sendto(
+        self, data: bytes | bytearray | memoryview, dst: int, timeout: float | None = SEND_TIMEOUT
+    ) -> int:
+        """Send ``data`` to address ``dst`` from this endpoint's address."""
+        return self.device.send_offchannel(self.addr, dst, data, timeout)
+
+    def send_offchannel(
+        self,
+        src: int,
+        dst: int,
+        data: bytes | bytearray | memoryview,
+        timeout: float | None = SEND_TIMEOUT,
+    ) -> int:
+        """Send with explicit source and destination addresses."""
+        return self.device.send_offchannel(src, dst, data, timeout)
+
+    def trysend(self, data: bytes | bytearray | memoryview) -> int:
+        """:meth:`send` without waiting: :class:`NoBufferError` if no buffer is free now."""
+        return self.send(data, timeout=0)
+
+    def trysendto(self, data: bytes | bytearray | memoryview, dst: int) -> int:
+        """:meth:`sendto` without waiting."""
+        return self.sendto(data, dst, timeout=0)
+
+    def trysend_offchannel(self, src: int, dst: int, data: bytes | bytearray | memoryview) -> int:
+        """:meth:`send_offchannel` without waiting."""
+        return self.send_offchannel(src, dst, data, timeout=0)
+
+    def get_tx_buffer(self, timeout: float | None = SEND_TIMEOUT) -> TxBuffer:
+        """Reserve a transmit buffer to fill in place (zero-copy send).
+
+        Fill ``buf.data[:n]`` and call ``buf.send(n)``, or ``buf.release()`` to give it
+        back unsent.  Used as a context manager it is released if not sent.
+        """
+        self._check_open()
+        return self.device.get_tx_buffer(self, timeout)
+
+    @property
+    def tx_capacity(self) -> int:
+        """Largest payload one message can carry, in bytes."""
+        return self.device.tx_capacity
+
+    # -- receiving ----------------------------------------------------------------------
+
+    def recv(self, timeout: float | None = None) -> bytes:
+        """Next message's payload; ``timeout`` in seconds (None = forever, 0 = poll once).
+
+        Raises :class:`OpenAMPTimeoutError` when nothing arrives in time.
+        """
+        return self.recv_from(timeout)[0]
+
+    def recv_from(self, timeout: float | None = None) -> tuple[bytes, int]:
+        """Next message as ``(payload, source address)``."""
+        q = self._queue
+        if q:
+            return q.popleft()
+        self._check_open()
+        if self.callback is not None:
+            raise UsageError(f"endpoint {self.name!r} delivers to a callback; recv() never returns")
+        if not self.device.wait_until(lambda: bool(q), timeout):
+            raise OpenAMPTimeoutError(
+                f"no message for endpoint {self.name!r} at {self.addr:#x} within {timeout} s"
+            )
+        return q.popleft()
+
+    @property
+    def pending(self) -> int:
+        """Messages queued for :meth:`recv`."""
+        return len(self._queue)
+
+    def hold_rx_buffer(self) -> RxBuffer:
+        """Inside the callback: keep the current receive buffer after the callback returns.
+
+        The returned :class:`RxBuffer`'s ``data`` stays valid until its ``release()``; the
+        buffer goes back to the peer only then (C ``rpmsg_hold_rx_buffer``).
+        """
+        return self.device.hold_rx_buffer(self)
+
+    # -- teardown -----------------------------------------------------------------------
+
+    def destroy(self) -> None:
+        """Unregister; announce the destroy to the peer if the C rules say so.  Idempotent."""
+        if not self.closed:
+            self.device.destroy_endpoint(self)
+
+    close = destroy
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise EndpointClosedError(f"endpoint {self.name!r} at {self.addr:#x} is destroyed")
+
+
+class RpmsgDevice:
+    """Endpoints and name service over some transport (abstract; see the virtio one)."""
+
+    def __init__(
+        self,
+        *,
+        ns_bind_cb: NsCallback | None = None,
+        ns_unbind_cb: NsCallback | None = None,
+        waiter: Waiter | None = None,
+    ) -> None:
+        self.ns_bind_cb = ns_bind_cb
+        """Called for a peer announcement that matches no local endpoint."""
+        self.ns_unbind_cb = ns_unbind_cb
+        """Called for every peer NS destroy, after the endpoint's own unbind callback."""
+        self.waiter = waiter
+        self.support_ns = False
+        self.services: dict[str, int] = {}
+        """Services the peer announced and has not destroyed: name -> remote address."""
+        self.closed = False
+        self.dropped = 0
+        """Messages for unknown addresses that were dropped (as the C library does)."""
+        self._endpoints: dict[int, Endpoint] = {}
+        self._order: list[Endpoint] = []
+        self._bitnext = 0
+
+    # -- to be provided by a transport ----------------------------------------------------
+
+    @property
+    def tx_capacity(self) -> int:
+        """Largest payload of one message, in bytes."""
+        raise NotImplementedError
+
+    def send_offchannel(
+        self, src: int, dst: int, data: bytes | bytearray | memoryview, timeout: float | None
+    ) -> int:
+        """Send ``data`` from ``src`` to ``dst``; see :meth:`Endpoint.send`."""
+        raise NotImplementedError
+
+    def get_tx_buffer(self, ept: Endpoint, timeout: float | None) -> TxBuffer:
+        """Reserve a transmit buffer for zero-copy send."""
+        raise NotImplementedError
+
+    def hold_rx_buffer(self, ept: Endpoint) -> RxBuffer:
+        """Keep the receive buffer being dispatched to ``ept``."""
+        raise NotImplementedError
+
+    def poll(self) -> int:
+        """Process every message the peer has sent; return how many."""
+        raise NotImplementedError
+
+    def has_rx_pending(self) -> bool:
+        """Whether the peer has sent something :meth:`poll` has not processed."""
+        raise NotImplementedError
+
+    # -- waiting --------------------------------------------------------------------------
+
+    def wait_until(self, condition: Callable[[], bool], timeout: float | None) -> bool:
+        """Process incoming messages until ``condition()`` holds or ``timeout`` passes.
+
+        ``timeout`` in seconds; None = forever; 0 = process what is pending, check once.
+        """
+        if condition():
+            return True
+        self.poll()
+        if condition():
+            return True
+        waiter = self.waiter
+        if waiter is None or timeout == 0:
+            return False
+        deadline = Deadline(timeout)
+        pending = self.has_rx_pending
+        while True:
+            remaining = deadline.remaining()
+            if remaining == 0.0:
+                return False
+            waiter.wait(pending, remaining)
+            self.poll()
+            if condition():
+                return True
+            if self.closed:
+                return False
+
+    # -- endpoints ------------------------------------------------------------------------
+
+    def create_endpoint(
+        self,
+        name: str = "",
+        src: int = RPMSG_ADDR_ANY,
+        dst: int = RPMSG_ADDR_ANY,
+        callback: EndpointCallback | None = None,
+        on_unbind: UnbindCallback | None = None,
+    ) -> Endpoint:
+        """Create an endpoint (C ``rpmsg_create_ept``).
+
+        ``src``: local address, or ANY for the next dynamic one (1024..1151).  ``dst``:
+        the peer's address, or ANY to learn it from the peer; with ANY and a name the
+        endpoint is announced to the peer (NS create).  ``callback(ept, payload, src)``
+        receives messages; without one they queue for :meth:`Endpoint.recv`.
+        """
+        if self.closed:
+            raise InvalidStateError("the rpmsg device is closed")
+        if name:
+            encode_name(name)
+        if src == RPMSG_ADDR_ANY:
+            addr = self._allocate_address()
+        else:
+            if not 0 <= src < RPMSG_ADDR_ANY:
+                raise UsageError(f"endpoint address {src:#x} out of range")
+            if src in self._endpoints:
+                raise AddressInUseError(
+                    f"address {src:#x} is already used by {self._endpoints[src]!r}"
+                )
+            addr = src
+        ept = Endpoint(self, name, addr, dst, callback, on_unbind)
+        self._endpoints[addr] = ept
+        self._order.append(ept)
+        if name and self.support_ns and dst == RPMSG_ADDR_ANY:
+            try:
+                self.send_offchannel(addr, RPMSG_NS_EPT_ADDR, encode_ns(name, addr), SEND_TIMEOUT)
+            except BaseException:
+                self._unregister(ept)
+                raise
+        return ept
+
+    def endpoint(self, name: str, timeout: float | None = None) -> Endpoint:
+        """An endpoint bound to the peer's service ``name``, waiting for its announcement.
+
+        Unlike :meth:`create_endpoint` this does not announce anything: the endpoint is
+        created with the announced address as destination (as Linux's rpmsg_char does).
+        """
+        addr = self.wait_service(name, timeout)
+        return self.create_endpoint(name, dst=addr)
+
+    def wait_service(self, name: str, timeout: float | None = None) -> int:
+        """Wait for the peer to announce ``name``; return its address."""
+        if not self.wait_until(lambda: name in self.services, timeout):
+            raise OpenAMPTimeoutError(
+                f"the peer did not announce service {name!r} within {timeout} s "
+                f"(announced so far: {sorted(self.services) or 'none'})"
+            )
+        return self.services[name]
+
+    @property
+    def endpoints(self) -> list[Endpoint]:
+        """Local endpoints in creation order (the name-service endpoint included)."""
+        return list(self._order)
+
+    def get_endpoint(self, addr: int) -> Endpoint | None:
+        """The local endpoint at ``addr``, if any."""
+        return self._endpoints.get(addr)
+
+    def destroy_endpoint(self, ept: Endpoint) -> None:
+        """Destroy ``ept`` (C ``rpmsg_destroy_ept``); a best-effort NS destroy is sent."""
+        if ept.closed:
+            return
+        if (
+            ept.name
+            and self.support_ns
+            and ept.addr >= RPMSG_RESERVED_ADDRESSES
+            and not self.closed
+        ):
+            try:
+                self.send_offchannel(
+                    ept.addr, RPMSG_NS_EPT_ADDR, encode_ns(ept.name, ept.addr, destroy=True), 1.0
+                )
+            except OpenAMPError as exc:
+                log.warning("could not announce the destroy of %r: %s", ept, exc)
+        self._unregister(ept)
+
+    def close(self) -> None:
+        """Destroy every endpoint (announcing as above) and refuse further use."""
+        if self.closed:
+            return
+        for ept in list(self._order):
+            self.destroy_endpoint(ept)
+        self.closed = True
+
+    def __enter__(self) -> RpmsgDevice:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _allocate_address(self) -> int:
+        used = self._endpoints
+        for i in range(RPMSG_ADDR_BMP_SIZE):
+            bit = (self._bitnext + i) % RPMSG_ADDR_BMP_SIZE
+            addr = RPMSG_RESERVED_ADDRESSES + bit
+            if addr not in used:
+                self._bitnext = (bit + 1) % RPMSG_ADDR_BMP_SIZE
+                return addr
+        first = RPMSG_RESERVED_ADDRESSES
+        last = first + RPMSG_ADDR_BMP_SIZE - 1
+        raise AddressExhaustedError(
+            f"all {RPMSG_ADDR_BMP_SIZE} dynamic addresses ({first:#x}..{last:#x}) are in use; "
+            "destroy an endpoint or pass an explicit src"
+        )
+
+    def _unregister(self, ept: Endpoint) -> None:
+        ept.closed = True
+        if self._endpoints.get(ept.addr) is ept:
+            del self._endpoints[ept.addr]
+        if ept in self._order:
+            self._order.remove(ept)
+
+    def _register_ns_endpoint(self) -> None:
+        self.support_ns = True
+        ns = Endpoint(self, "NS", RPMSG_NS_EPT_ADDR, RPMSG_NS_EPT_ADDR, self._ns_callback, None)
+        self._endpoints[RPMSG_NS_EPT_ADDR] = ns
+        self._order.append(ns)
+
+    def _find_by_name(self, name: str, dest: int) -> Endpoint | None:
+        # C rpmsg_get_endpoint(rdev, name, ANY, dest): first in list order whose name
+        # matches and which is bound to dest or not bound at all.
+        for ept in self._order:
+            if ept.name == name and (ept.dest_addr == dest or ept.dest_addr == RPMSG_ADDR_ANY):
+                return ept
+        return None
+
+    def _ns_callback(self, _ept: Endpoint, data: memoryview, src: int) -> None:
+        try:
+            msg = decode_ns(data)
+        except MessageError as exc:
+            log.warning("ignoring a name-service message from %#x: %s", src, exc)
+            return
+        target = self._find_by_name(msg.name, msg.addr)
+        if msg.destroy:
+            if self.services.get(msg.name) == msg.addr:
+                del self.services[msg.name]
+            if target is not None:
+                target.dest_addr = RPMSG_ADDR_ANY
+                target.unbound = True
+                if target.on_unbind is not None:
+                    target.on_unbind(target)
+            if self.ns_unbind_cb is not None:
+                self.ns_unbind_cb(self, msg.name, msg.addr)
+        else:
+            self.services[msg.name] = msg.addr
+            if target is not None:
+                target.dest_addr = msg.addr
+                target.unbound = False
+            elif self.ns_bind_cb is not None:
+                self.ns_bind_cb(self, msg.name, msg.addr)

@@ -1,0 +1,528 @@
+"""RPMsg over virtio (C ``rpmsg_virtio.c``, Linux ``virtio_rpmsg_bus.c``), both roles.
+
+Vring 0 carries device -> driver messages and vring 1 driver -> device, whichever side we
+play; so the driver receives on vring 0 and the device on vring 1.  The driver owns the
+buffers: it posts every receive buffer (zeroed) before it sets DRIVER_OK, and takes
+transmit buffers lazily from the pool after them.  The device uses whatever buffers the
+driver posted and learns their sizes from the descriptors.
+
+Byte compatibility with the C library (see ``shared/conformance``):
+
+* a message is a 16-byte header (``reserved = 0``, ``flags = 0``) and its payload in one
+  buffer; descriptor and used lengths are always the whole buffer size;
+* the receiver writes its own buffer index into the header's ``reserved`` field (the
+  used-ring slot on the driver, the descriptor head on the device);
+* transmit-complete notifications are suppressed on both sides (driver sets
+  ``VRING_AVAIL_F_NO_INTERRUPT`` on vring 1, device ``VRING_USED_F_NO_NOTIFY`` on
+  vring 0); new messages always notify;
+* a driver reclaims a sent buffer only when it needs a new one, and takes a new pool
+  buffer only if none came back;
+* the driver writes ``gfeatures = dfeatures & ours`` and status ``DRIVER_OK`` (0x04)
+  and notifies the device's notify id after each.
+
+While a sender waits for a free buffer it re-enables the notification it had suppressed
+(as Linux does), so it can block on the doorbell instead of polling, and it keeps
+processing incoming messages so two flooding peers cannot deadlock.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from typing import NamedTuple
+
+from ..errors import (
+    EndpointNotBoundError,
+    InvalidStateError,
+    MessageError,
+    NoBufferError,
+    OpenAMPTimeoutError,
+    PayloadTooLargeError,
+    RingError,
+    SendTimeoutError,
+    UsageError,
+)
+from ..metal.io import IoRegion
+from ..virtio.ring import (
+    U32,
+    VIRTIO_CONFIG_STATUS_DRIVER_OK,
+    VIRTIO_CONFIG_STATUS_NEEDS_RESET,
+    VIRTIO_ID_RPMSG,
+)
+from ..virtio.transport import VirtioTransport
+from ..virtio.virtqueue import Role, Virtqueue
+from .buffers import RxBuffer, TxBuffer
+from .core import Deadline, Endpoint, NsCallback, RpmsgDevice, Waiter
+from .wire import RPMSG_ADDR_ANY, RPMSG_BUFFER_SIZE, RPMSG_HDR, RPMSG_HDR_SIZE, VIRTIO_RPMSG_F_NS
+
+log = logging.getLogger("openamp.rpmsg")
+
+_HDR_PACK = RPMSG_HDR.pack_into
+_HDR_UNPACK = RPMSG_HDR.unpack_from
+_U32_PACK = U32.pack_into
+
+
+class ShmPool:
+    """The driver's buffer pool: a bump allocator that never frees (C ``rpmsg_virtio_shm_pool``)."""
+
+    def __init__(self, base: int, size: int) -> None:
+        if base < 0 or size <= 0:
+            raise UsageError(f"shared buffer pool [{base:#x}, +{size:#x}) is empty or negative")
+        self.base = base
+        self.size = size
+        self.avail = size
+
+    def get_buffer(self, size: int) -> int | None:
+        """Offset of a new ``size``-byte buffer, or None when the pool is used up."""
+        if size <= 0 or self.avail < size:
+            return None
+        offset = self.base + self.size - self.avail
+        self.avail -= size
+        return offset
+
+
+@dataclass(frozen=True)
+class RpmsgVirtioConfig:
+    """Buffer sizes per direction (driver role; a device takes sizes from descriptors)."""
+
+    h2r_buf_size: int = RPMSG_BUFFER_SIZE
+    """Host (driver) to remote buffers: the driver's transmit buffers, bytes."""
+    r2h_buf_size: int = RPMSG_BUFFER_SIZE
+    """Remote to host buffers: the driver's receive buffers, bytes."""
+
+    def __post_init__(self) -> None:
+        for name in ("h2r_buf_size", "r2h_buf_size"):
+            v = getattr(self, name)
+            if not RPMSG_HDR_SIZE < v <= 0x10000 + RPMSG_HDR_SIZE:
+                raise UsageError(f"{name} must be 17..65552 bytes, got {v}")
+
+
+class MessageEvent(NamedTuple):
+    """One message as seen by a device's ``trace`` hook."""
+
+    direction: str
+    """``"tx"`` (we sent it) or ``"rx"`` (we received it)."""
+    vring: int
+    buffer: int
+    """Physical address of the buffer (its rpmsg header)."""
+    slot: int
+    """Receiver's buffer index (rx) or descriptor head / -1 (tx)."""
+    buflen: int
+    src: int
+    dst: int
+    length: int
+    flags: int
+    payload: bytes
+
+
+TraceHook = Callable[[MessageEvent], None]
+
+
+class RpmsgVirtioDevice(RpmsgDevice):
+    """An rpmsg device on a virtio transport, as driver (host) or device (remote).
+
+    ``shm`` is the region holding the message buffers (C ``shm_io``); the driver
+    allocates them from ``pool``.  ``waiter`` makes blocking calls possible (without one
+    every call is non-blocking).  The device role waits up to ``ready_timeout`` seconds
+    for the driver's DRIVER_OK (None = forever).  ``features`` are the feature bits we
+    support (driver: accepted from the device's offer; device: ignored).
+    """
+
+    def __init__(
+        self,
+        transport: VirtioTransport,
+        *,
+        shm: IoRegion,
+        pool: ShmPool | None = None,
+        config: RpmsgVirtioConfig | None = None,
+        waiter: Waiter | None = None,
+        ns_bind_cb: NsCallback | None = None,
+        ns_unbind_cb: NsCallback | None = None,
+        features: int = 1 << VIRTIO_RPMSG_F_NS,
+        ready_timeout: float | None = 10.0,
+        trace: TraceHook | None = None,
+    ) -> None:
+        super().__init__(ns_bind_cb=ns_bind_cb, ns_unbind_cb=ns_unbind_cb, waiter=waiter)
+        if transport.device_id != VIRTIO_ID_RPMSG:
+            raise UsageError(f"virtio device id {transport.device_id} is not rpmsg (7)")
+        if transport.num_vrings < 2:
+            raise UsageError(
+                f"an rpmsg device needs 2 vrings, the transport has {transport.num_vrings}"
+            )
+        self.transport = transport
+        self.role = transport.role
+        self.shm = shm
+        self.trace = trace
+        self._mem = shm.mem
+        self._driver = self.role is Role.DRIVER
+        self._dispatching = False
+        self._current: tuple[int, int, int, memoryview, int, int] | None = None
+        self._held: RxBuffer | None = None
+        self._reclaimer: list[tuple[int, int, int]] = []
+        self.config = config or RpmsgVirtioConfig()
+        if self._driver:
+            if pool is None:
+                raise UsageError("the driver role needs a shared buffer pool")
+            self.pool: ShmPool | None = pool
+            self.features = transport.device_features() & features
+            transport.set_driver_features(self.features)
+            vq0, vq1 = self._make_queues()
+            vq0.init_driver_ring()
+            vq1.init_driver_ring()
+            self._rvq, self._tvq = vq0, vq1
+            self._rx_size = self.config.r2h_buf_size
+            self._tx_size = self.config.h2r_buf_size
+            self._tvq.disable_cb()
+            rx_size = self._rx_size
+            for _ in range(self._rvq.num):
+                off = pool.get_buffer(rx_size)
+                if off is None:
+                    raise UsageError(
+                        f"the buffer pool ({pool.size:#x} bytes) cannot hold "
+                        f"{self._rvq.num} receive buffers of {rx_size} bytes"
+                    )
+                shm.fill(off, rx_size)
+                self._rvq.add_buffer(off, rx_size, True)
+            if self.features & (1 << VIRTIO_RPMSG_F_NS):
+                self._register_ns_endpoint()
+            transport.set_status(VIRTIO_CONFIG_STATUS_DRIVER_OK)
+        else:
+            self.pool = None
+            self._wait_driver_ok(ready_timeout)
+            self.features = transport.device_features() & transport.driver_features()
+            vq0, vq1 = self._make_queues()
+            vq0.attach_device()
+            vq1.attach_device()
+            self._tvq, self._rvq = vq0, vq1
+            self._rx_size = 0
+            self._tx_size = 0
+            self._tvq.disable_cb()
+            if self.features & (1 << VIRTIO_RPMSG_F_NS):
+                self._register_ns_endpoint()
+
+    def __repr__(self) -> str:
+        return f"RpmsgVirtioDevice(role={self.role.name}, endpoints={len(self._endpoints)})"
+
+    # -- set-up ---------------------------------------------------------------------------
+
+    def _make_queues(self) -> tuple[Virtqueue, Virtqueue]:
+        names = ("rx_vq", "tx_vq") if self._driver else ("tx_vq", "rx_vq")
+        queues = []
+        for i in (0, 1):
+            info = self.transport.vring(i)
+            queues.append(
+                Virtqueue(
+                    info.region,
+                    info.layout,
+                    role=self.role,
+                    buf_io=self.shm,
+                    notify=partial(self.transport.notify, info.notifyid),
+                    index=i,
+                    name=f"vring{i} ({names[i]})",
+                )
+            )
+        return queues[0], queues[1]
+
+    def _wait_driver_ok(self, timeout: float | None) -> None:
+        transport = self.transport
+
+        def ready() -> bool:
+            status = transport.get_status()
+            if status & VIRTIO_CONFIG_STATUS_NEEDS_RESET:
+                transport.set_status(0)
+                return False
+            return bool(status & VIRTIO_CONFIG_STATUS_DRIVER_OK)
+
+        if ready():
+            return
+        if self.waiter is None or not self.waiter.wait(ready, timeout):
+            raise OpenAMPTimeoutError(
+                f"the driver did not set DRIVER_OK within {timeout} s "
+                f"(status byte is {transport.get_status():#04x})"
+            )
+
+    # -- properties -------------------------------------------------------------------------
+
+    @property
+    def rx_queue(self) -> Virtqueue:
+        """The virtqueue we receive on (vring 0 for the driver, 1 for the device)."""
+        return self._rvq
+
+    @property
+    def tx_queue(self) -> Virtqueue:
+        """The virtqueue we send on."""
+        return self._tvq
+
+    @property
+    def tx_capacity(self) -> int:
+        """Payload bytes of the next transmit buffer (C ``rpmsg_get_tx_buffer_size``)."""
+        if self._driver:
+            return self._tx_size - RPMSG_HDR_SIZE
+        size = self._tvq.peek_avail_len() or self._tx_size or RPMSG_BUFFER_SIZE
+        return size - RPMSG_HDR_SIZE
+
+    @property
+    def rx_capacity(self) -> int:
+        """Payload bytes of a receive buffer (C ``rpmsg_get_rx_buffer_size``)."""
+        if self._driver:
+            return self._rx_size - RPMSG_HDR_SIZE
+        size = self._rvq.peek_avail_len() or self._rx_size or RPMSG_BUFFER_SIZE
+        return size - RPMSG_HDR_SIZE
+
+    def buffer_view(self, offset: int, length: int) -> memoryview:
+        """A view of ``length`` bytes of the buffer region at ``offset``."""
+        return self.shm.view(offset, length)
+
+    # -- receiving ----------------------------------------------------------------------------
+
+    def has_rx_pending(self) -> bool:
+        """Whether the peer has published messages not yet processed."""
+        return self._rvq.has_pending()
+
+    def poll(self) -> int:
+        """Process every pending incoming message; return how many.
+
+        Messages go to their endpoint's callback or queue; messages for unknown
+        addresses are dropped (counted in ``dropped``).  A malformed message raises
+        :class:`MessageError` after its buffer went back to the peer; a corrupt ring
+        raises :class:`RingError`.  Calls from inside a callback return 0.
+        """
+        if self._dispatching or self.closed:
+            return 0
+        rvq = self._rvq
+        n = 0
+        self._dispatching = True
+        try:
+            if self._driver:
+                get_used = rvq.get_used
+                size = self._rx_size
+                while True:
+                    got = get_used()
+                    if got is None:
+                        break
+                    n += 1
+                    self._receive(got[0], size, got[2])  # type: ignore[arg-type]
+            else:
+                get_avail = rvq.get_avail
+                while True:
+                    item = get_avail()
+                    if item is None:
+                        break
+                    n += 1
+                    head, off, size = item
+                    self._receive(off, size, head)
+        finally:
+            self._dispatching = False
+            if n:
+                rvq.kick()
+        return n
+
+    def _receive(self, off: int, size: int, idx: int) -> None:
+        mem = self._mem
+        if size < RPMSG_HDR_SIZE:
+            self._return_rx(off, size, idx)
+            raise MessageError(f"receive buffer {idx} is {size} bytes, smaller than a header")
+        src, dst, _reserved, length, flags = _HDR_UNPACK(mem, off)
+        # The receiver records its buffer index in the header, as the C library does.
+        _U32_PACK(mem, off + 8, idx)
+        if length > size - RPMSG_HDR_SIZE:
+            self._return_rx(off, size, idx)
+            raise MessageError(
+                f"message from {src:#x} to {dst:#x} claims {length} payload bytes in a "
+                f"{size}-byte buffer"
+            )
+        start = off + RPMSG_HDR_SIZE
+        if self.trace is not None:
+            self.trace(
+                MessageEvent(
+                    "rx",
+                    self._rvq.index,
+                    self.shm.phys_base + off,
+                    idx,
+                    size,
+                    src,
+                    dst,
+                    length,
+                    flags,
+                    bytes(mem[start : start + length]),
+                )
+            )
+        ept = self._endpoints.get(dst)
+        if ept is None:
+            self.dropped += 1
+            log.debug("dropping a message from %#x to unknown address %#x", src, dst)
+            self._return_rx(off, size, idx)
+            return
+        if ept.dest_addr == RPMSG_ADDR_ANY:
+            ept.dest_addr = src  # the first message binds, as in the C library
+        cb = ept.callback
+        if cb is None:
+            ept._queue.append((mem[start : start + length].tobytes(), src))
+            self._return_rx(off, size, idx)
+            return
+        view = mem[start : start + length]
+        self._current = (off, size, idx, view, src, dst)
+        self._held = None
+        try:
+            cb(ept, view, src)
+        finally:
+            self._current = None
+            if self._held is None:
+                view.release()
+                self._return_rx(off, size, idx)
+            self._held = None
+
+    def _return_rx(self, off: int, size: int, idx: int) -> None:
+        if self._driver:
+            self._rvq.add_buffer(off, size, True)
+        else:
+            self._rvq.add_used(idx, size)
+
+    def hold_rx_buffer(self, ept: Endpoint) -> RxBuffer:
+        """Keep the buffer being dispatched to ``ept`` past its callback."""
+        cur = self._current
+        if cur is None:
+            raise InvalidStateError("hold_rx_buffer() is only allowed inside a receive callback")
+        if self._held is not None:
+            return self._held
+        off, size, idx, view, src, dst = cur
+        self._held = RxBuffer(self, off, size, idx, view, src, dst)
+        return self._held
+
+    def release_rx_buffer(self, buf: RxBuffer) -> None:
+        """Give a held receive buffer back to the peer (C ``rpmsg_release_rx_buffer``)."""
+        if self.closed:
+            return
+        self._return_rx(buf.offset, buf.size, buf.index)
+        self._rvq.kick()
+
+    # -- sending ------------------------------------------------------------------------------
+
+    def _get_tx_buffer(self) -> tuple[int, int, int] | None:
+        """``(offset, size, head)`` of a free transmit buffer, or None (C ``get_tx_buffer``)."""
+        if self._reclaimer:
+            return self._reclaimer.pop()
+        tvq = self._tvq
+        if self._driver:
+            got = tvq.get_used()
+            if got is not None:
+                return got[0], self._tx_size, -1  # type: ignore[return-value]
+            if tvq.free_count > 0 and self.pool is not None:
+                off = self.pool.get_buffer(self._tx_size)
+                if off is not None:
+                    return off, self._tx_size, -1
+            return None
+        item = tvq.get_avail()
+        if item is None:
+            return None
+        head, off, size = item
+        if size <= RPMSG_HDR_SIZE:
+            tvq.add_used(head, size)
+            raise RingError(f"the driver posted a {size}-byte receive buffer (desc {head})")
+        self._tx_size = size
+        return off, size, head
+
+    def _tx_ready(self) -> bool:
+        return self._tvq.has_pending() or (not self._dispatching and self._rvq.has_pending())
+
+    def _wait_tx_buffer(self, timeout: float | None) -> tuple[int, int, int]:
+        if self.closed:
+            raise InvalidStateError("the rpmsg device is closed")
+        waiter = self.waiter
+        if timeout == 0 or waiter is None:
+            raise NoBufferError("no transmit buffer is free (the peer has not returned any)")
+        deadline = Deadline(timeout)
+        tvq = self._tvq
+        tvq.enable_cb()  # ask the peer to tell us when it returns a buffer
+        try:
+            while True:
+                buf = self._get_tx_buffer()
+                if buf is not None:
+                    return buf
+                if not self._dispatching and self._rvq.has_pending():
+                    self.poll()
+                    continue
+                remaining = deadline.remaining()
+                if remaining == 0.0:
+                    raise SendTimeoutError(
+                        f"no transmit buffer became free within {timeout} s "
+                        "(is the peer processing its receive queue?)"
+                    )
+                waiter.wait(self._tx_ready, remaining)
+        finally:
+            tvq.disable_cb()
+
+    def _commit_tx(self, off: int, size: int, head: int) -> None:
+        if self._driver:
+            self._tvq.add_buffer(off, size, False)
+        else:
+            self._tvq.add_used(head, size)
+
+    def send_offchannel(
+        self, src: int, dst: int, data: bytes | bytearray | memoryview, timeout: float | None
+    ) -> int:
+        """Copy ``data`` into a free buffer and send it from ``src`` to ``dst``.
+
+        ``timeout``: seconds to wait for a free buffer (None = forever, 0 = don't wait).
+        Returns the payload length.
+        """
+        if dst == RPMSG_ADDR_ANY:
+            raise EndpointNotBoundError("destination address ANY: the peer is not known yet")
+        n = len(data)
+        if self._driver and n > self._tx_size - RPMSG_HDR_SIZE:
+            raise PayloadTooLargeError(n, self._tx_size - RPMSG_HDR_SIZE)
+        buf = self._get_tx_buffer() or self._wait_tx_buffer(timeout)
+        off, size, head = buf
+        if n > size - RPMSG_HDR_SIZE:
+            self._reclaimer.append(buf)
+            raise PayloadTooLargeError(n, size - RPMSG_HDR_SIZE)
+        mem = self._mem
+        start = off + RPMSG_HDR_SIZE
+        mem[start : start + n] = data
+        _HDR_PACK(mem, off, src, dst, 0, n, 0)
+        self._commit_tx(off, size, head)
+        if self.trace is not None:
+            self._trace_tx(off, size, head, src, dst, n)
+        self._tvq.kick()
+        return n
+
+    def _trace_tx(self, off: int, size: int, head: int, src: int, dst: int, n: int) -> None:
+        assert self.trace is not None
+        start = off + RPMSG_HDR_SIZE
+        self.trace(
+            MessageEvent(
+                "tx",
+                self._tvq.index,
+                self.shm.phys_base + off,
+                head,
+                size,
+                src,
+                dst,
+                n,
+                0,
+                bytes(self._mem[start : start + n]),
+            )
+        )
+
+    def get_tx_buffer(self, ept: Endpoint, timeout: float | None) -> TxBuffer:
+        """Reserve a transmit buffer for ``ept`` to fill in place."""
+        off, size, head = self._get_tx_buffer() or self._wait_tx_buffer(timeout)
+        return TxBuffer(self, ept, off, size, head)
+
+    def send_nocopy(self, buf: TxBuffer, src: int, dst: int, length: int) -> None:
+        """Send the first ``length`` payload bytes of a reserved buffer."""
+        if dst == RPMSG_ADDR_ANY:
+            raise EndpointNotBoundError("destination address ANY: the peer is not known yet")
+        if not 0 <= length <= buf.capacity:
+            raise PayloadTooLargeError(length, buf.capacity)
+        _HDR_PACK(self._mem, buf.offset, src, dst, 0, length, 0)
+        self._commit_tx(buf.offset, buf.size, buf.head)
+        if self.trace is not None:
+            self._trace_tx(buf.offset, buf.size, buf.head, src, dst, length)
+        self._tvq.kick()
+
+    def release_tx_buffer(self, buf: TxBuffer) -> None:
+        """Take back an unsent reserved buffer; the next send reuses it first."""
+        self._reclaimer.append((buf.offset, buf.size, buf.head))
