@@ -1,0 +1,228 @@
+"""A shared-memory machine: two processes, one shm file, one socket doorbell.
+
+This is the C reference's Linux "generic" machine in general form.  Two choices are
+independent, as in the C demos:
+
+* the **virtio role** (``driver`` = host, ``device`` = remote), and
+* the **socket role**: the ``server`` creates the shared memory, writes the resource
+  table into it (which also resets status and gfeatures), listens on the UNIX socket
+  and accepts one peer; the ``client`` connects (retrying until the server listens) and
+  then maps the memory the server prepared.  By default the device is the server, as
+  in the C echo demo.
+
+The server also cleans up: it unlinks the shared-memory file when it closes (the C
+programs never do) and the socket path once the peer has connected.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any, Literal
+
+from ..errors import OpenAMPError, ResourceTableError, UsageError
+from ..metal.doorbell import Doorbell, UnixSocketDoorbell, UnixSocketServer
+from ..metal.io import IoRegion
+from ..metal.shm import SharedMemory
+from ..metal.wait import WaitStrategy, wait_strategy
+from ..remoteproc.rsc_table import RSC_VDEV, ResourceTable
+from ..remoteproc.virtio import RscVdevTransport
+from ..rpmsg.core import NsCallback
+from ..rpmsg.virtio import RpmsgVirtioConfig, RpmsgVirtioDevice, ShmPool, TraceHook
+from ..virtio.virtqueue import Role
+from .layout import LINUX_GENERIC, MachineLayout
+
+log = logging.getLogger("openamp.platform")
+
+RoleName = Literal["driver", "device"]
+SocketRole = Literal["server", "client"]
+
+
+def parse_role(role: Role | str) -> Role:
+    """``"driver"``/``"host"`` or ``"device"``/``"remote"`` (or a :class:`Role`) as a Role."""
+    if isinstance(role, Role):
+        return role
+    names = {
+        "driver": Role.DRIVER,
+        "host": Role.DRIVER,
+        "device": Role.DEVICE,
+        "remote": Role.DEVICE,
+    }
+    try:
+        return names[role.lower()]
+    except KeyError:
+        raise UsageError(f"role must be one of driver, device (got {role!r})") from None
+
+
+class DoorbellWaiter:
+    """Waits on a doorbell with a :class:`WaitStrategy` (the rpmsg layer's ``Waiter``)."""
+
+    def __init__(self, doorbell: Doorbell, strategy: WaitStrategy) -> None:
+        self.doorbell = doorbell
+        self.strategy = strategy
+
+    def wait(self, ready: Callable[[], bool], timeout: float | None) -> bool:
+        """True once ``ready()`` holds, False after ``timeout`` seconds (None = forever)."""
+        return self.strategy.wait(self.doorbell, ready, timeout)
+
+
+def find_vdev(table_io: IoRegion, index: int = 0) -> int:
+    """Offset in ``table_io`` of the ``index``-th vdev entry of the table at its start."""
+    table = ResourceTable.parse(table_io.mem)
+    found = table.find(RSC_VDEV, index)
+    if found is None:
+        raise ResourceTableError(f"the resource table has no vdev entry #{index}")
+    return found[0]
+
+
+class SharedMemoryMachine:
+    """One side of a two-process machine over POSIX shared memory and a UNIX socket.
+
+    ``role``: ``"driver"`` (host) or ``"device"`` (remote).  ``socket``: ``"server"`` or
+    ``"client"``; default: the device serves.  ``wait``: how blocked calls wait —
+    ``"spin-then-block"`` (default), ``"block"``, ``"spin"`` or ``"poll"``.  The other
+    keywords go to :class:`RpmsgVirtioDevice`.  Use :meth:`start` (or ``with``) to
+    connect, and :attr:`rpmsg` to talk.
+    """
+
+    def __init__(
+        self,
+        *,
+        role: Role | RoleName,
+        shm_name: str,
+        event_path: str,
+        socket: SocketRole | None = None,
+        layout: MachineLayout = LINUX_GENERIC,
+        wait: str = "spin-then-block",
+        wait_options: dict[str, Any] | None = None,
+        config: RpmsgVirtioConfig | None = None,
+        ns_bind_cb: NsCallback | None = None,
+        ns_unbind_cb: NsCallback | None = None,
+        trace: TraceHook | None = None,
+    ) -> None:
+        self.role = parse_role(role)
+        if socket is None:
+            socket = "server" if self.role is Role.DEVICE else "client"
+        if socket not in ("server", "client"):
+            raise UsageError(f"socket must be 'server' or 'client' (got {socket!r})")
+        self.socket_role: SocketRole = socket
+        self.shm_name = shm_name
+        self.event_path = event_path
+        self.layout = layout
+        self.strategy = wait_strategy(wait, **(wait_options or {}))
+        self.config = config
+        self._ns_bind_cb = ns_bind_cb
+        self._ns_unbind_cb = ns_unbind_cb
+        self._trace = trace
+        self.shm: SharedMemory | None = None
+        self.doorbell: UnixSocketDoorbell | None = None
+        self._server: UnixSocketServer | None = None
+        self._region: IoRegion | None = None
+        self._rpmsg: RpmsgVirtioDevice | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(role={self.role.name.lower()}, socket={self.socket_role}, "
+            f"shm={self.shm_name!r}, event={self.event_path!r})"
+        )
+
+    @property
+    def rpmsg(self) -> RpmsgVirtioDevice:
+        """The rpmsg device (after :meth:`start`)."""
+        if self._rpmsg is None:
+            raise UsageError("the machine is not started; call start() first")
+        return self._rpmsg
+
+    def listen(self) -> None:
+        """Server only: prepare the memory and the table and start listening.
+
+        :meth:`start` does this itself; call it early when a client process is spawned
+        right after, so that the client finds the socket at once.
+        """
+        if self.socket_role != "server" or self._server is not None:
+            return
+        self.shm = SharedMemory.open(self.shm_name, self.layout.shm_size, create=True)
+        self._region = self.shm.region(name=self.shm_name)
+        table = self.layout.resource_table().to_bytes()
+        self._region.write_block(self.layout.rsc_offset, table)
+        self._server = UnixSocketServer(self.event_path)
+
+    def start(self, timeout: float | None = 10.0) -> RpmsgVirtioDevice:
+        """Connect to the peer and bring the rpmsg device up.
+
+        ``timeout``: seconds to wait for the peer to connect and, in the device role,
+        for the driver's DRIVER_OK (None = forever).  On any failure everything opened
+        so far is closed again.
+        """
+        if self._rpmsg is not None:
+            return self._rpmsg
+        try:
+            if self.socket_role == "server":
+                self.listen()
+                assert self._server is not None
+                self.doorbell = self._server.accept(timeout)
+                self._server.close()
+                self._server = None
+            else:
+                self.doorbell = UnixSocketDoorbell.connect(self.event_path, timeout)
+                self.shm = SharedMemory.open(self.shm_name, self.layout.shm_size, create=False)
+                self._region = self.shm.region(name=self.shm_name)
+            region = self._region
+            assert region is not None and self.doorbell is not None
+            doorbell = self.doorbell
+            table_io = region.subregion(
+                self.layout.rsc_offset, region.size - self.layout.rsc_offset
+            )
+            transport = RscVdevTransport(
+                table_io,
+                find_vdev(table_io),
+                ring_io=region,
+                role=self.role,
+                notify=lambda _notifyid: doorbell.kick(),
+            )
+            driver = self.role is Role.DRIVER
+            self._rpmsg = RpmsgVirtioDevice(
+                transport,
+                shm=region,
+                pool=ShmPool(self.layout.pool_base, self.layout.pool_size) if driver else None,
+                config=self.config,
+                waiter=DoorbellWaiter(doorbell, self.strategy),
+                ns_bind_cb=self._ns_bind_cb,
+                ns_unbind_cb=self._ns_unbind_cb,
+                ready_timeout=timeout,
+                trace=self._trace,
+            )
+        except BaseException:
+            self.close()
+            raise
+        return self._rpmsg
+
+    def close(self) -> None:
+        """Destroy the endpoints (announcing it while the peer listens), disconnect, unmap.
+
+        The socket server also unlinks the shared-memory file.  Idempotent.
+        """
+        if self._rpmsg is not None:
+            with contextlib.suppress(OpenAMPError):
+                self._rpmsg.close()
+            self._rpmsg = None
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        if self.doorbell is not None:
+            self.doorbell.close()
+            self.doorbell = None
+        self._region = None
+        if self.shm is not None:
+            self.shm.close()
+            if self.socket_role == "server":
+                self.shm.unlink()
+            self.shm = None
+
+    def __enter__(self) -> SharedMemoryMachine:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

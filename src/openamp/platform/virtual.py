@@ -1,0 +1,148 @@
+"""The virtual machine: the Linux generic machine with names of its own, and an in-process pair.
+
+* :class:`VirtualMachine` is :class:`SharedMemoryMachine` with a unique name, so many
+  can run at once (tests, CI, several demos): the memory is ``/dev/shm/NAME.shm`` and
+  the doorbell ``/tmp/NAME.event``.  Give the same ``name`` to both sides.
+* :class:`InProcessPair` puts both sides in one process on one ``bytearray``, with
+  doorbells that count kicks.  Nothing runs unless you call ``poll()`` (or a blocking
+  call pumps the peer), so two-sided tests are fast and deterministic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import UsageError
+from ..metal.io import IoRegion
+from ..metal.shm import unique_name
+from ..remoteproc.virtio import RscVdevTransport
+from ..rpmsg.core import NsCallback
+from ..rpmsg.virtio import RpmsgVirtioConfig, RpmsgVirtioDevice, ShmPool, TraceHook
+from ..virtio.virtqueue import Role
+from .layout import LINUX_GENERIC, MachineLayout
+from .machine import RoleName, SharedMemoryMachine, SocketRole, find_vdev, parse_role
+
+
+def virtual_paths(name: str) -> tuple[str, str]:
+    """``(shm_name, event_path)`` of the virtual machine called ``name``."""
+    if not name or "/" in name:
+        raise UsageError(f"virtual machine name {name!r} must be non-empty and have no '/'")
+    return f"{name}.shm", f"/tmp/{name}.event"
+
+
+class VirtualMachine(SharedMemoryMachine):
+    """A shared-memory machine under a unique ``name`` (generated when None)."""
+
+    def __init__(
+        self,
+        *,
+        role: Role | RoleName,
+        name: str | None = None,
+        socket: SocketRole | None = None,
+        layout: MachineLayout = LINUX_GENERIC,
+        **kw: Any,
+    ) -> None:
+        self.name = name or unique_name("openamp-vm")
+        shm_name, event_path = virtual_paths(self.name)
+        super().__init__(
+            role=role, shm_name=shm_name, event_path=event_path, socket=socket, layout=layout, **kw
+        )
+
+
+class _PumpWaiter:
+    """In-process waiting: instead of blocking, let the peer run until nothing changes."""
+
+    def __init__(self, pair: InProcessPair, me: Role) -> None:
+        self._pair = pair
+        self._me = me
+
+    def wait(self, ready: Callable[[], bool], timeout: float | None) -> bool:
+        for _ in range(10_000):
+            if ready():
+                return True
+            peer = self._pair.side(Role.DEVICE if self._me is Role.DRIVER else Role.DRIVER)
+            if peer is None or peer.poll() == 0:
+                return ready()
+        return ready()
+
+
+class InProcessPair:
+    """Both sides of a machine in one process, over one ``bytearray``.
+
+    Create the sides in the real order: :meth:`driver` first (it posts its buffers and
+    sets DRIVER_OK), then :meth:`device`.  ``kicks`` counts notifications per sender
+    role and notify id: ``kicks[Role.DRIVER][2]`` is how often the driver kicked vring 1.
+    """
+
+    def __init__(self, layout: MachineLayout = LINUX_GENERIC) -> None:
+        self.layout = layout
+        self.memory = bytearray(layout.shm_size)
+        self.region = IoRegion(self.memory, name="in-process shm")
+        self.region.write_block(layout.rsc_offset, layout.resource_table().to_bytes())
+        self.kicks: dict[Role, dict[int, int]] = {Role.DRIVER: {}, Role.DEVICE: {}}
+        self._sides: dict[Role, RpmsgVirtioDevice] = {}
+
+    def side(self, role: Role) -> RpmsgVirtioDevice | None:
+        """The device playing ``role``, if created."""
+        return self._sides.get(role)
+
+    def _transport(self, role: Role) -> RscVdevTransport:
+        table_io = self.region.subregion(
+            self.layout.rsc_offset, self.region.size - self.layout.rsc_offset
+        )
+        counts = self.kicks[role]
+
+        def notify(notifyid: int) -> None:
+            counts[notifyid] = counts.get(notifyid, 0) + 1
+
+        return RscVdevTransport(
+            table_io, find_vdev(table_io), ring_io=self.region, role=role, notify=notify
+        )
+
+    def driver(
+        self,
+        *,
+        config: RpmsgVirtioConfig | None = None,
+        ns_bind_cb: NsCallback | None = None,
+        trace: TraceHook | None = None,
+        blocking: bool = True,
+    ) -> RpmsgVirtioDevice:
+        """Create the driver (host) side.  ``blocking=False`` gives it no waiter."""
+        dev = RpmsgVirtioDevice(
+            self._transport(Role.DRIVER),
+            shm=self.region,
+            pool=ShmPool(self.layout.pool_base, self.layout.pool_size),
+            config=config,
+            waiter=_PumpWaiter(self, Role.DRIVER) if blocking else None,
+            ns_bind_cb=ns_bind_cb,
+            trace=trace,
+        )
+        self._sides[Role.DRIVER] = dev
+        return dev
+
+    def device(
+        self,
+        *,
+        ns_bind_cb: NsCallback | None = None,
+        trace: TraceHook | None = None,
+        blocking: bool = True,
+    ) -> RpmsgVirtioDevice:
+        """Create the device (remote) side; the driver must exist (DRIVER_OK set)."""
+        dev = RpmsgVirtioDevice(
+            self._transport(Role.DEVICE),
+            shm=self.region,
+            waiter=_PumpWaiter(self, Role.DEVICE) if blocking else None,
+            ns_bind_cb=ns_bind_cb,
+            ready_timeout=0,
+            trace=trace,
+        )
+        self._sides[Role.DEVICE] = dev
+        return dev
+
+    def pair(self, **kw: Any) -> tuple[RpmsgVirtioDevice, RpmsgVirtioDevice]:
+        """``(driver, device)``, both created."""
+        return self.driver(**kw), self.device()
+
+
+__all__ = ["InProcessPair", "VirtualMachine", "parse_role", "virtual_paths"]
