@@ -1,0 +1,294 @@
+"""Shared memory: POSIX shm segments and plain files mapped ``MAP_SHARED``.
+
+This is libmetal's ``metal_shmem_open`` for Linux user space.  A segment named ``NAME``
+is the file ``/dev/shm/NAME`` (what glibc's ``shm_open`` opens), created exactly as
+libmetal creates it: ``open(O_RDWR | O_CREAT | O_CLOEXEC, 0600)``, grown with
+``ftruncate`` when it is smaller than the requested size (under ``flock``, so two
+openers cannot shrink each other's segment), never shrunk, and mapped ``MAP_SHARED``.
+A C program built for the Linux "generic" machine that opens ``openamp.shm`` therefore
+sees the very bytes a :class:`SharedMemory` opened with the same name maps.
+
+Differences from libmetal, all harmless for the wire: the file is grown to exactly
+``size`` bytes (libmetal rounds up to its page size, which changes nothing for the
+page-multiple sizes the machines use), the mapping is not ``mlock``-ed (the default
+``RLIMIT_MEMLOCK`` is often too small), and the physical address of a byte is its
+offset (libmetal reads ``/proc/self/pagemap`` but falls back to exactly this).
+
+What this module must not do: unlink a segment nobody asked it to unlink.  That is why
+it does not use :mod:`multiprocessing.shared_memory`, whose resource tracker unlinks
+segments when the process that created them exits, behind the peer's back.  Segments
+are removed only by :meth:`SharedMemory.unlink` or by ``unlink_on_close=True``.  It
+also knows nothing about what lives in the memory (resource table, rings, buffers).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import gc
+import mmap
+import os
+import secrets
+import stat
+import warnings
+from types import TracebackType
+
+from ..errors import InvalidStateError, UsageError
+from .io import IoRegion
+
+__all__ = ["SHM_DIR", "SharedMemory", "unique_name"]
+
+#: Where glibc's ``shm_open`` keeps POSIX shared-memory segments on Linux.
+SHM_DIR = "/dev/shm"
+
+_NAME_MAX = 255
+
+
+def unique_name(prefix: str = "openamp") -> str:
+    """A name that no other process or call will produce: ``'<prefix>-<pid>-<8 hex>'``.
+
+    For virtual machines and tests that must not collide with each other or with the
+    fixed ``openamp.shm`` / ``/tmp/openamp.event.0`` names of the C Linux machine.  The
+    result is a valid shm name if ``prefix`` is one.
+    """
+    return f"{prefix}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+def _check_shm_name(name: str) -> None:
+    if not isinstance(name, str):
+        raise UsageError(f"shared memory name must be a str, not {type(name).__name__}")
+    if not name:
+        raise UsageError("shared memory name must not be empty")
+    if "/" in name:
+        raise UsageError(
+            f"shared memory name {name!r} must not contain '/': give the bare name "
+            f"(e.g. 'openamp.shm', which maps {SHM_DIR}/openamp.shm); "
+            "use SharedMemory.open_file() for a path"
+        )
+    if name in (".", ".."):
+        raise UsageError(f"shared memory name {name!r} is not allowed")
+    if "\0" in name:
+        raise UsageError(f"shared memory name {name!r} contains a NUL character")
+    if len(name.encode()) > _NAME_MAX:
+        raise UsageError(f"shared memory name is longer than {_NAME_MAX} bytes")
+
+
+def _check_size(size: int | None) -> None:
+    if size is None:
+        return
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise UsageError(f"size must be an int number of bytes, not {type(size).__name__}")
+    if size <= 0:
+        raise UsageError(f"size must be positive, got {size}")
+
+
+class SharedMemory:
+    """A ``MAP_SHARED`` mapping of a POSIX shm segment or a file, usable as a context manager.
+
+    Open one with :meth:`open` (a shm name) or :meth:`open_file` (a path).  Attributes:
+
+    * ``name`` — the shm name, or the path for a file;
+    * ``path`` — the file that backs the mapping (``/dev/shm/NAME`` for shm);
+    * ``size`` — bytes mapped;
+    * ``mmap`` — the :class:`mmap.mmap` (raises :class:`InvalidStateError` once closed);
+    * ``unlink_on_close`` — whether :meth:`close` also removes the file (for the side
+      that created a segment and owns its life time; libmetal never unlinks).
+
+    :meth:`region` hands out :class:`IoRegion` s over the mapping.  :meth:`close` releases
+    them first so that the mapping can be unmapped (CPython refuses to close an ``mmap``
+    while a ``memoryview`` of it exists).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        mapping: mmap.mmap,
+        *,
+        name: str | None = None,
+        unlink_on_close: bool = False,
+    ) -> None:
+        """Wrap an existing mapping; prefer :meth:`open` and :meth:`open_file`."""
+        self.path = path
+        self.name = name if name is not None else path
+        self.size = len(mapping)
+        self.unlink_on_close = unlink_on_close
+        self._mmap: mmap.mmap | None = mapping
+        self._regions: list[IoRegion] = []
+        self._unlinked = False
+
+    # -- opening ------------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls,
+        name: str,
+        size: int | None = None,
+        *,
+        create: bool = True,
+        unlink_on_close: bool = False,
+    ) -> SharedMemory:
+        """Open (and by default create) the POSIX shm segment ``name`` (``/dev/shm/NAME``).
+
+        ``size`` is the number of bytes to map.  A segment smaller than ``size`` is grown
+        to it; a larger one is left as it is (never shrunk) and only its first ``size``
+        bytes are mapped.  ``size=None`` opens an existing segment and maps all of it
+        (``create`` is then irrelevant: nothing is created without a size).
+
+        ``create=False`` refuses to create a missing segment.  A missing segment that is
+        not created raises :class:`FileNotFoundError` (the built-in, with a message that
+        names the segment), so ``except FileNotFoundError`` works as with ``open()``.
+
+        ``name`` is a bare name: non-empty, no ``'/'``, not ``'.'`` or ``'..'``; anything
+        else raises :class:`~openamp.errors.UsageError`, as does a size that is not a
+        positive int, or ``size=None`` on an empty segment.
+        """
+        _check_shm_name(name)
+        _check_size(size)
+        path = os.path.join(SHM_DIR, name)
+        # glibc's shm_open adds O_NOFOLLOW; a symlink planted in /dev/shm is refused.
+        mapping = _map(path, size, create=create, extra_flags=os.O_NOFOLLOW, what="shared memory")
+        return cls(path, mapping, name=name, unlink_on_close=unlink_on_close)
+
+    @classmethod
+    def open_file(
+        cls,
+        path: str | os.PathLike[str],
+        size: int | None = None,
+        *,
+        create: bool = True,
+        unlink_on_close: bool = False,
+    ) -> SharedMemory:
+        """Map the regular file ``path``, with the same rules as :meth:`open`.
+
+        For machines whose shared memory is an ordinary file (a tmpfs or hugetlbfs path,
+        a file another tool created).  ``name`` is the path.
+        """
+        _check_size(size)
+        p = os.fspath(path)
+        if not p:
+            raise UsageError("shared memory file path must not be empty")
+        mapping = _map(p, size, create=create, extra_flags=0, what="shared memory file")
+        return cls(p, mapping, name=p, unlink_on_close=unlink_on_close)
+
+    # -- use ----------------------------------------------------------------------------
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` has been called."""
+        return self._mmap is None
+
+    @property
+    def mmap(self) -> mmap.mmap:
+        """The mapping.  Raises :class:`InvalidStateError` after :meth:`close`."""
+        if self._mmap is None:
+            raise InvalidStateError(f"shared memory {self.name!r} is closed")
+        return self._mmap
+
+    def region(self, phys_base: int = 0, name: str | None = None) -> IoRegion:
+        """An :class:`IoRegion` over the whole mapping.
+
+        ``phys_base`` is the physical (device) address of the first byte: 0 for the C
+        Linux machine, where a byte's physical address is its offset in the file.
+        ``name`` defaults to the segment's name.  The region is released by
+        :meth:`close`; using it afterwards raises ``ValueError``.
+        """
+        r = IoRegion(self.mmap, phys_base=phys_base, name=self.name if name is None else name)
+        self._regions.append(r)
+        return r
+
+    def close(self) -> None:
+        """Unmap, and unlink the file if ``unlink_on_close``.  Idempotent.
+
+        Regions from :meth:`region` are released first.  If other views of the mapping
+        are still alive (a :meth:`IoRegion.subregion`, an :meth:`IoRegion.view`, a
+        ``memoryview`` taken by the caller), the mapping cannot be unmapped now: a
+        :class:`ResourceWarning` is issued and the memory is unmapped when the last view
+        is garbage-collected.  The object counts as closed either way.
+        """
+        mapping = self._mmap
+        if mapping is not None:
+            self._mmap = None
+            regions, self._regions = self._regions, []
+            for r in regions:
+                # a caller may have exported the region's view further; handled below
+                with contextlib.suppress(BufferError):
+                    r.release()
+            try:
+                mapping.close()
+            except BufferError:
+                # views may only be kept alive by reference cycles
+                gc.collect()
+                try:
+                    mapping.close()
+                except BufferError:
+                    warnings.warn(
+                        f"shared memory {self.name!r} closed while views of it are still "
+                        "alive; it stays mapped until they are released",
+                        ResourceWarning,
+                        stacklevel=2,
+                    )
+        if self.unlink_on_close:
+            self.unlink()
+
+    def unlink(self) -> None:
+        """Remove the backing file (``shm_unlink`` for a segment).  Idempotent.
+
+        A file that is already gone is not an error.  The mapping stays usable until
+        :meth:`close`; a peer that has it open keeps its mapping too.
+        """
+        if self._unlinked:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        self._unlinked = True
+
+    def __enter__(self) -> SharedMemory:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "open"
+        return f"SharedMemory({self.name!r}, path={self.path!r}, size={self.size:#x}, {state})"
+
+
+def _map(path: str, size: int | None, *, create: bool, extra_flags: int, what: str) -> mmap.mmap:
+    flags = os.O_RDWR | os.O_CLOEXEC | extra_flags
+    if size is not None and create:
+        flags |= os.O_CREAT
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileNotFoundError:
+        if size is None:
+            how = "size=None opens an existing one; give a size to create it"
+        else:
+            how = "create=False; pass create=True to create it"
+        raise FileNotFoundError(
+            errno.ENOENT, f"{what} {path} does not exist ({how})", path
+        ) from None
+    try:
+        # libmetal takes the same lock around its size check and ftruncate.
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise UsageError(f"{what} {path} is not a regular file")
+            if size is None:
+                if st.st_size == 0:
+                    raise UsageError(f"{what} {path} is empty; give a size to map it")
+                size = st.st_size
+            elif st.st_size < size:
+                os.ftruncate(fd, size)
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        return mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    finally:
+        # mmap keeps its own duplicate of the descriptor
+        os.close(fd)

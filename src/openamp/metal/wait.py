@@ -1,0 +1,275 @@
+"""Wait strategies: how a blocked caller waits until work is ready in shared memory.
+
+"Work is ready" is a predicate, ``ready()``, that looks at shared memory (a used ring
+that moved, a status byte that changed).  A :class:`WaitStrategy` decides how to spend
+the time until it turns true, given the :class:`~openamp.metal.doorbell.Doorbell` the
+peer kicks:
+
+* :class:`BlockingWait` sleeps in the kernel until a kick arrives (no CPU used);
+* :class:`SpinWait` polls ``ready()`` in a tight loop (lowest latency, burns a core);
+* :class:`SpinThenBlockWait` spins for a short window, then blocks (the default choice
+  for request/response traffic: low latency without burning a core when idle);
+* :class:`PollingWait` sleeps a fixed interval between checks and ignores the doorbell,
+  for conditions the peer never kicks for (a tx buffer the peer returns silently).
+
+The one rule that makes blocking race-free: drain the doorbell, *then* check
+``ready()``, then block on :meth:`~openamp.metal.doorbell.Doorbell.wait_readable`.  A
+kick that lands after the check is still pending when we block, so the block returns at
+once.  Draining after the check would swallow that kick and sleep through the work.
+
+When the peer has gone (:class:`~openamp.errors.PeerGoneError` from ``drain``), a
+strategy still returns True if ``ready()`` is true, so work the peer left behind before
+leaving is not lost; otherwise the error propagates.
+
+Every ``timeout`` is in seconds, measured with :func:`time.monotonic`: ``None`` waits
+forever, 0 (or a negative value) checks ``ready()`` once and does not block.  This
+module must not know what ``ready()`` looks at; it only calls it.  Spinning in one
+thread of a process starves the other threads of that process (the GIL), so spin only
+where the peer runs in another process.
+"""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import PeerGoneError, UsageError
+from .doorbell import Doorbell
+
+__all__ = [
+    "BlockingWait",
+    "PollingWait",
+    "SpinThenBlockWait",
+    "SpinWait",
+    "WaitStrategy",
+    "wait_strategy",
+]
+
+Ready = Callable[[], bool]
+
+
+def _deadline(timeout: float | None) -> float | None:
+    return None if timeout is None else time.monotonic() + max(0.0, timeout)
+
+
+def _drain_then_ready(doorbell: Doorbell, ready: Ready) -> bool:
+    """Consume pending kicks, then check ``ready()``.  Never the other way round."""
+    try:
+        doorbell.drain()
+    except PeerGoneError:
+        if ready():
+            return True
+        raise
+    return ready()
+
+
+def _block(doorbell: Doorbell, ready: Ready, deadline: float | None) -> bool:
+    while True:
+        if _drain_then_ready(doorbell, ready):
+            return True
+        if deadline is None:
+            doorbell.wait_readable(None)
+            continue
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        doorbell.wait_readable(remaining)
+
+
+def _spin(
+    doorbell: Doorbell,
+    ready: Ready,
+    until: float | None,
+    check_every: int,
+    drain_interval_s: float,
+) -> bool:
+    """Call ``ready()`` until it is true (True) or ``until`` passes (False).
+
+    Reads the clock every ``check_every`` calls and drains the doorbell about every
+    ``drain_interval_s``, so kicks do not pile up in the peer's socket while we spin.
+    """
+    next_drain = time.monotonic() + drain_interval_s
+    while True:
+        now = time.monotonic()
+        if until is not None and now >= until:
+            return False
+        if now >= next_drain:
+            if _drain_then_ready(doorbell, ready):
+                return True
+            next_drain = now + drain_interval_s
+        for _ in range(check_every):
+            if ready():
+                return True
+
+
+class WaitStrategy(abc.ABC):
+    """How to wait until ``ready()`` is true.  Subclasses implement :meth:`wait`."""
+
+    #: The name :func:`wait_strategy` knows this strategy by.
+    name: str = ""
+
+    @abc.abstractmethod
+    def wait(self, doorbell: Doorbell, ready: Ready, timeout: float | None) -> bool:
+        """Return True as soon as ``ready()`` is true, False when ``timeout`` expires.
+
+        ``timeout`` is in seconds; ``None`` waits forever, 0 (or less) checks ``ready()``
+        once without blocking.  ``doorbell`` is the one the peer kicks when it has put
+        work in shared memory; the strategy consumes its kicks.  Raises
+        :class:`~openamp.errors.PeerGoneError` if the peer went away and ``ready()`` is
+        false.
+        """
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class BlockingWait(WaitStrategy):
+    """Sleep in the kernel (``poll``/condition wait) until a kick; no CPU used while idle."""
+
+    name = "block"
+
+    def wait(self, doorbell: Doorbell, ready: Ready, timeout: float | None) -> bool:
+        """See :meth:`WaitStrategy.wait` (``timeout`` in seconds, ``None`` forever)."""
+        return _block(doorbell, ready, _deadline(timeout))
+
+
+class SpinWait(WaitStrategy):
+    """Poll ``ready()`` in a tight loop, never sleeping.
+
+    ``check_every`` is how many ``ready()`` calls run between two reads of the clock;
+    ``drain_interval_s`` (seconds) how often pending kicks are drained meanwhile, so
+    that a peer whose kicks block when our socket is full (the C peer's socket is
+    blocking) never stalls.  With ``timeout=None`` this burns a core until the work
+    arrives.
+
+    The drain interval defaults to 10 ms, longer than the interpreter's switch interval
+    (5 ms, :func:`sys.getswitchinterval`), on purpose: each drain is a system call that
+    briefly releases the GIL, and a spinner that does so more often than every switch
+    interval can starve the other threads of its process for seconds (each release
+    restarts their wait for the GIL, and the spinner takes it back first).
+    """
+
+    name = "spin"
+
+    def __init__(self, *, check_every: int = 64, drain_interval_s: float = 0.01) -> None:
+        if check_every < 1:
+            raise UsageError(f"check_every must be at least 1, got {check_every}")
+        if drain_interval_s <= 0:
+            raise UsageError(f"drain_interval_s must be positive, got {drain_interval_s}")
+        self.check_every = check_every
+        self.drain_interval_s = drain_interval_s
+
+    def wait(self, doorbell: Doorbell, ready: Ready, timeout: float | None) -> bool:
+        """See :meth:`WaitStrategy.wait` (``timeout`` in seconds, ``None`` forever)."""
+        deadline = _deadline(timeout)
+        if _drain_then_ready(doorbell, ready):
+            return True
+        return _spin(doorbell, ready, deadline, self.check_every, self.drain_interval_s)
+
+    def __repr__(self) -> str:
+        return f"SpinWait(check_every={self.check_every}, drain_interval_s={self.drain_interval_s})"
+
+
+class SpinThenBlockWait(WaitStrategy):
+    """Spin for ``spin_us`` microseconds, then block like :class:`BlockingWait`.
+
+    A reply that comes back within the window is seen without a trip through the
+    scheduler; an idle wait costs one window of CPU, then nothing.  ``check_every`` and
+    ``drain_interval_s`` apply to the spin phase as in :class:`SpinWait`.
+    """
+
+    name = "spin-then-block"
+
+    def __init__(
+        self,
+        spin_us: float = 50.0,
+        *,
+        check_every: int = 16,
+        drain_interval_s: float = 0.01,
+    ) -> None:
+        if spin_us < 0:
+            raise UsageError(f"spin_us must not be negative, got {spin_us}")
+        if check_every < 1:
+            raise UsageError(f"check_every must be at least 1, got {check_every}")
+        if drain_interval_s <= 0:
+            raise UsageError(f"drain_interval_s must be positive, got {drain_interval_s}")
+        self.spin_us = spin_us
+        self.check_every = check_every
+        self.drain_interval_s = drain_interval_s
+
+    def wait(self, doorbell: Doorbell, ready: Ready, timeout: float | None) -> bool:
+        """See :meth:`WaitStrategy.wait` (``timeout`` in seconds, ``None`` forever)."""
+        start = time.monotonic()
+        deadline = None if timeout is None else start + max(0.0, timeout)
+        if _drain_then_ready(doorbell, ready):
+            return True
+        spin_end = start + self.spin_us / 1e6
+        if deadline is not None:
+            spin_end = min(spin_end, deadline)
+        if _spin(doorbell, ready, spin_end, self.check_every, self.drain_interval_s):
+            return True
+        if deadline is not None and time.monotonic() >= deadline:
+            return False
+        return _block(doorbell, ready, deadline)
+
+    def __repr__(self) -> str:
+        return f"SpinThenBlockWait(spin_us={self.spin_us})"
+
+
+class PollingWait(WaitStrategy):
+    """Check ``ready()`` every ``interval_s`` seconds, sleeping in between.
+
+    For conditions the peer does not kick for, such as the C library returning a tx
+    buffer without notifying (it polls the same way: ``metal_sleep_usec(1000)``).  The
+    doorbell is neither drained nor waited on: its kicks are left for the waiter they
+    are meant for.
+    """
+
+    name = "poll"
+
+    def __init__(self, interval_s: float = 0.001) -> None:
+        if interval_s <= 0:
+            raise UsageError(f"interval_s must be positive, got {interval_s}")
+        self.interval_s = interval_s
+
+    def wait(self, doorbell: Doorbell, ready: Ready, timeout: float | None) -> bool:
+        """See :meth:`WaitStrategy.wait` (``timeout`` in seconds, ``None`` forever)."""
+        deadline = _deadline(timeout)
+        while True:
+            if ready():
+                return True
+            if deadline is None:
+                time.sleep(self.interval_s)
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            time.sleep(min(self.interval_s, remaining))
+
+    def __repr__(self) -> str:
+        return f"PollingWait(interval_s={self.interval_s})"
+
+
+_STRATEGIES: dict[str, Callable[..., WaitStrategy]] = {
+    BlockingWait.name: BlockingWait,
+    SpinWait.name: SpinWait,
+    SpinThenBlockWait.name: SpinThenBlockWait,
+    PollingWait.name: PollingWait,
+}
+
+
+def wait_strategy(name: str, **kw: Any) -> WaitStrategy:
+    """The strategy called ``name`` ('block', 'spin', 'spin-then-block', 'poll').
+
+    Keyword arguments go to its constructor, e.g.
+    ``wait_strategy('spin-then-block', spin_us=20)``.  An unknown name raises
+    :class:`~openamp.errors.UsageError` listing the valid ones.
+    """
+    try:
+        factory = _STRATEGIES[name]
+    except (KeyError, TypeError):
+        valid = ", ".join(repr(n) for n in _STRATEGIES)
+        raise UsageError(f"unknown wait strategy {name!r}; valid names: {valid}") from None
+    return factory(**kw)
