@@ -13,6 +13,11 @@ An :class:`IoRegion` wraps a writable buffer (an ``mmap``, a ``bytearray`` or a
 :class:`AddressSpace` joins several regions (for example the memory table a vhost-user
 frontend hands over) and translates a physical address to ``(region, offset)``.
 
+Atomicity: ``write16/32/64`` store the value with one native store through a typed
+``memoryview`` (on the little-endian hosts we support), never with ``struct.pack_into``,
+which zeroes its target before writing and so lets a concurrent reader see a transient
+0.  Reads use ``struct``, which loads with one ``memcpy``.
+
 Memory ordering: CPython performs each accessor as one plain C store/load inside a
 function call, and every platform we run on with shared memory between processes
 (x86-64, AArch64 Linux) keeps stores visible in program order to another process after
@@ -173,17 +178,17 @@ class IoRegion:
     def write16(self, offset: int, value: int) -> None:
         """Store ``value`` as little-endian u16 at ``offset``."""
         self.check(offset, 2)
-        _U16.pack_into(self.mem, offset, value & 0xFFFF)
+        self.mem[offset : offset + 2].cast("H")[0] = value & 0xFFFF
 
     def write32(self, offset: int, value: int) -> None:
         """Store ``value`` as little-endian u32 at ``offset``."""
         self.check(offset, 4)
-        _U32.pack_into(self.mem, offset, value & 0xFFFFFFFF)
+        self.mem[offset : offset + 4].cast("I")[0] = value & 0xFFFFFFFF
 
     def write64(self, offset: int, value: int) -> None:
         """Store ``value`` as little-endian u64 at ``offset``."""
         self.check(offset, 8)
-        _U64.pack_into(self.mem, offset, value & 0xFFFFFFFFFFFFFFFF)
+        self.mem[offset : offset + 8].cast("Q")[0] = value & 0xFFFFFFFFFFFFFFFF
 
     def read_block(self, offset: int, length: int) -> bytes:
         """Copy ``length`` bytes out of the region."""

@@ -44,6 +44,7 @@ from ..errors import (
     MessageError,
     OpenAMPError,
     OpenAMPTimeoutError,
+    PeerGoneError,
     UsageError,
 )
 from .wire import (
@@ -448,6 +449,8 @@ class RpmsgDevice:
                 self.send_offchannel(
                     ept.addr, RPMSG_NS_EPT_ADDR, encode_ns(ept.name, ept.addr, destroy=True), 1.0
                 )
+            except PeerGoneError:
+                log.debug("not announcing the destroy of %r: the peer is gone", ept)
             except OpenAMPError as exc:
                 log.warning("could not announce the destroy of %r: %s", ept, exc)
         self._unregister(ept)

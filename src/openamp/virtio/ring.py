@@ -93,6 +93,8 @@ class VringLayout:
             raise UsageError(f"vring num must be a power of two in 1..32768, got {self.num}")
         if self.align <= 0 or self.align & (self.align - 1):
             raise UsageError(f"vring align must be a power of two, got {self.align}")
+        if self.pa % 16 or self.base % 2:
+            raise UsageError(f"vring address {self.pa:#x} is not 16-byte aligned")
 
     @property
     def desc(self) -> int:

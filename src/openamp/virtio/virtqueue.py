@@ -29,6 +29,14 @@ or a memory image can see it: the driver chains ``desc[i].next = i + 1`` at init
 writes ``addr/len/flags`` (never ``next``) when it posts a buffer, and publishes an
 index only after the entry it covers.
 
+Atomicity: ring indices and flags are read concurrently by the peer, so each is
+written with one 16-bit store through a ``memoryview.cast("H")`` of the ring.
+(``struct.pack_into`` is not safe for them: CPython zeroes the target before packing,
+and a peer reading in between sees a transient 0.)  Descriptors and used elements may be
+written with ``struct``: the peer does not read them before the index that covers them
+is published.  The native 16-bit view assumes a little-endian host, like every target
+the C library and Linux pair with here.
+
 Notifications: without ``VIRTIO_RING_F_EVENT_IDX`` a driver kicks unless the device set
 ``VRING_USED_F_NO_NOTIFY`` and a device interrupts unless the driver set
 ``VRING_AVAIL_F_NO_INTERRUPT``; with it, both use ``vring_need_event``.  This module
@@ -37,6 +45,7 @@ never sleeps, opens anything or knows what a kick is: ``notify`` is a callable h
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from enum import IntEnum
 
@@ -44,7 +53,6 @@ from ..errors import RingError, UsageError
 from ..metal.io import IoRegion, fence
 from .ring import (
     DESC,
-    U16,
     USED_ELEM,
     VQ_RING_DESC_CHAIN_END,
     VRING_AVAIL_F_NO_INTERRUPT,
@@ -84,6 +92,8 @@ class Virtqueue:
         name: str = "",
         event_idx: bool = False,
     ) -> None:
+        if sys.byteorder != "little":
+            raise UsageError("virtqueues in shared memory need a little-endian host")
         ring_io.check(layout.base, layout.size)
         self.role = role
         self.index = index
@@ -98,19 +108,22 @@ class Virtqueue:
         self.kicks = 0
         """How many times :meth:`kick` actually notified the peer."""
 
+        base = layout.base
         self._mem = ring_io.mem
+        # u16 view of the ring: index i is the u16 at byte offset base + 2*i
+        self._m16 = ring_io.mem[base : base + layout.size].cast("H")
         self._buf_base = buf_io.phys_base
         self._buf_size = buf_io.size
         self._mask = layout.num - 1
         self._desc = layout.desc
-        self._avail_flags = layout.avail_flags
-        self._avail_idx_off = layout.avail_idx
-        self._avail_ring = layout.avail_ring
-        self._used_event = layout.used_event
-        self._used_flags = layout.used_flags
-        self._used_idx_off = layout.used_idx
+        self._i_avail_flags = (layout.avail_flags - base) // 2
+        self._i_avail_idx = (layout.avail_idx - base) // 2
+        self._i_avail_ring = (layout.avail_ring - base) // 2
+        self._i_used_event = (layout.used_event - base) // 2
+        self._i_used_flags = (layout.used_flags - base) // 2
+        self._i_used_idx = (layout.used_idx - base) // 2
+        self._i_avail_event = (layout.avail_event - base) // 2
         self._used_ring = layout.used_ring
-        self._avail_event = layout.avail_event
         self._queued = 0
 
         # driver state
@@ -138,8 +151,9 @@ class Virtqueue:
         """
         self._require(Role.DRIVER, "init_driver_ring")
         self.ring_io.fill(self.layout.base, self.layout.size)
+        m16 = self._m16
         for i, nxt in enumerate(self._next):
-            U16.pack_into(self._mem, self._desc + 16 * i + 14, nxt)
+            m16[8 * i + 7] = nxt  # desc[i].next: byte 14 of a 16-byte descriptor
         self._avail_idx = 0
         self._last_used = 0
         self._free_head = 0
@@ -149,7 +163,7 @@ class Virtqueue:
         """Device: start from the ring's current indices (C: ``vq_available_idx = 0``)."""
         self._require(Role.DEVICE, "attach_device")
         self._last_avail = 0
-        self._used_idx = U16.unpack_from(self._mem, self._used_idx_off)[0]
+        self._used_idx = self._m16[self._i_used_idx]
 
     # -- driver side --------------------------------------------------------------------
 
@@ -174,10 +188,9 @@ class Virtqueue:
         if offset < 0 or length < 0 or offset + length > self._buf_size:
             raise UsageError(f"{self.name}: buffer [{offset:#x}, +{length:#x}) outside buf_io")
         head = self._free_head
-        mem = self._mem
         nxt = self._next[head]
         DESC.pack_into(
-            mem,
+            self._mem,
             self._desc + 16 * head,
             self._buf_base + offset,
             length,
@@ -188,11 +201,12 @@ class Virtqueue:
         self._free_count -= 1
         self._cookie[head] = offset if cookie is None else cookie
         idx = self._avail_idx
-        U16.pack_into(mem, self._avail_ring + 2 * (idx & self._mask), head)
+        m16 = self._m16
+        m16[self._i_avail_ring + (idx & self._mask)] = head
         fence()
         idx = (idx + 1) & 0xFFFF
         self._avail_idx = idx
-        U16.pack_into(mem, self._avail_idx_off, idx)
+        m16[self._i_avail_idx] = idx
         self._queued += 1
         return head
 
@@ -205,8 +219,8 @@ class Virtqueue:
         """
         if self.role is not Role.DRIVER:
             self._require(Role.DRIVER, "get_used")
-        mem = self._mem
-        used_idx = U16.unpack_from(mem, self._used_idx_off)[0]
+        m16 = self._m16
+        used_idx = m16[self._i_used_idx]
         last = self._last_used
         if used_idx == last:
             return None
@@ -219,7 +233,7 @@ class Virtqueue:
             )
         fence()
         slot = last & self._mask
-        head, length = USED_ELEM.unpack_from(mem, self._used_ring + 8 * slot)
+        head, length = USED_ELEM.unpack_from(self._mem, self._used_ring + 8 * slot)
         if head >= self.num:
             self._fail(f"used.ring[{slot}].id = {head} is outside the table of {self.num}")
         cookie = self._cookie[head]
@@ -229,7 +243,7 @@ class Virtqueue:
         # free the descriptor: it becomes the new free-list head (C vq_ring_free_chain)
         self._cookie[head] = None
         self._next[head] = self._free_head
-        U16.pack_into(mem, self._desc + 16 * head + 14, self._free_head)
+        m16[8 * head + 7] = self._free_head
         self._free_head = head
         self._free_count += 1
         return cookie, length, slot
@@ -244,8 +258,8 @@ class Virtqueue:
         """
         if self.role is not Role.DEVICE:
             self._require(Role.DEVICE, "get_avail")
-        mem = self._mem
-        avail_idx = U16.unpack_from(mem, self._avail_idx_off)[0]
+        m16 = self._m16
+        avail_idx = m16[self._i_avail_idx]
         last = self._last_avail
         if avail_idx == last:
             return None
@@ -255,10 +269,10 @@ class Virtqueue:
             self._fail(f"avail.idx jumped to {avail_idx} with last_avail {last}")
         fence()
         slot = last & self._mask
-        head = U16.unpack_from(mem, self._avail_ring + 2 * slot)[0]
+        head = m16[self._i_avail_ring + slot]
         if head >= self.num:
             self._fail(f"avail.ring[{slot}] = {head} is outside the table of {self.num}")
-        addr, length, _flags, _next = DESC.unpack_from(mem, self._desc + 16 * head)
+        addr, length, _flags, _next = DESC.unpack_from(self._mem, self._desc + 16 * head)
         offset = addr - self._buf_base
         if offset < 0 or offset + length > self._buf_size:
             self._fail(
@@ -274,13 +288,13 @@ class Virtqueue:
 
         The C device reports its buffer sizes this way (``virtqueue_get_desc_size``).
         """
-        mem = self._mem
-        if U16.unpack_from(mem, self._avail_idx_off)[0] == self._last_avail:
+        m16 = self._m16
+        if m16[self._i_avail_idx] == self._last_avail:
             return 0
-        head = U16.unpack_from(mem, self._avail_ring + 2 * (self._last_avail & self._mask))[0]
+        head = m16[self._i_avail_ring + (self._last_avail & self._mask)]
         if head >= self.num:
             return 0
-        return int(DESC.unpack_from(mem, self._desc + 16 * head)[1])
+        return int(DESC.unpack_from(self._mem, self._desc + 16 * head)[1])
 
     def add_used(self, head: int, length: int) -> None:
         """Device: return buffer ``head`` with ``length`` bytes written (C: ``desc.len``)."""
@@ -288,13 +302,12 @@ class Virtqueue:
             self._require(Role.DEVICE, "add_used")
         if not 0 <= head < self.num:
             raise UsageError(f"{self.name}: descriptor head {head} out of range")
-        mem = self._mem
         idx = self._used_idx
-        USED_ELEM.pack_into(mem, self._used_ring + 8 * (idx & self._mask), head, length)
+        USED_ELEM.pack_into(self._mem, self._used_ring + 8 * (idx & self._mask), head, length)
         fence()
         idx = (idx + 1) & 0xFFFF
         self._used_idx = idx
-        U16.pack_into(mem, self._used_idx_off, idx)
+        self._m16[self._i_used_idx] = idx
         self._queued += 1
 
     def desc_len(self, head: int) -> int:
@@ -307,25 +320,23 @@ class Virtqueue:
         """Whether the peer has published work we have not consumed yet."""
         pending: bool
         if self.role is Role.DRIVER:
-            pending = U16.unpack_from(self._mem, self._used_idx_off)[0] != self._last_used
+            pending = self._m16[self._i_used_idx] != self._last_used
         else:
-            pending = U16.unpack_from(self._mem, self._avail_idx_off)[0] != self._last_avail
+            pending = self._m16[self._i_avail_idx] != self._last_avail
         return pending
 
     def disable_cb(self) -> None:
         """Ask the peer not to notify us about this queue (C ``virtqueue_disable_cb``)."""
-        mem = self._mem
+        m16 = self._m16
         if self.event_idx:
             if self.role is Role.DRIVER:
-                U16.pack_into(mem, self._used_event, (self._last_used - self.num - 1) & 0xFFFF)
+                m16[self._i_used_event] = (self._last_used - self.num - 1) & 0xFFFF
             else:
-                U16.pack_into(mem, self._avail_event, (self._last_avail - self.num - 1) & 0xFFFF)
+                m16[self._i_avail_event] = (self._last_avail - self.num - 1) & 0xFFFF
         elif self.role is Role.DRIVER:
-            flags = U16.unpack_from(mem, self._avail_flags)[0]
-            U16.pack_into(mem, self._avail_flags, flags | VRING_AVAIL_F_NO_INTERRUPT)
+            m16[self._i_avail_flags] |= VRING_AVAIL_F_NO_INTERRUPT
         else:
-            flags = U16.unpack_from(mem, self._used_flags)[0]
-            U16.pack_into(mem, self._used_flags, flags | VRING_USED_F_NO_NOTIFY)
+            m16[self._i_used_flags] |= VRING_USED_F_NO_NOTIFY
 
     def enable_cb(self) -> bool:
         """Ask the peer to notify us again; return whether work is already pending.
@@ -333,35 +344,36 @@ class Virtqueue:
         The caller must re-check after enabling: work published before the flag
         became visible to the peer raised no notification.
         """
-        mem = self._mem
+        m16 = self._m16
         if self.event_idx:
             if self.role is Role.DRIVER:
-                U16.pack_into(mem, self._used_event, self._last_used)
+                m16[self._i_used_event] = self._last_used
             else:
-                U16.pack_into(mem, self._avail_event, self._last_avail)
+                m16[self._i_avail_event] = self._last_avail
         elif self.role is Role.DRIVER:
-            flags = U16.unpack_from(mem, self._avail_flags)[0]
-            U16.pack_into(mem, self._avail_flags, flags & ~VRING_AVAIL_F_NO_INTERRUPT & 0xFFFF)
+            m16[self._i_avail_flags] &= ~VRING_AVAIL_F_NO_INTERRUPT & 0xFFFF
         else:
-            flags = U16.unpack_from(mem, self._used_flags)[0]
-            U16.pack_into(mem, self._used_flags, flags & ~VRING_USED_F_NO_NOTIFY & 0xFFFF)
+            m16[self._i_used_flags] &= ~VRING_USED_F_NO_NOTIFY & 0xFFFF
         fence()
         return self.has_pending()
 
     def must_notify(self) -> bool:
         """Whether the peer wants a notification for the entries queued since the last kick."""
-        mem = self._mem
+        m16 = self._m16
         if self.event_idx:
             if self.role is Role.DRIVER:
                 new = self._avail_idx
-                event = U16.unpack_from(mem, self._avail_event)[0]
+                event = m16[self._i_avail_event]
             else:
                 new = self._used_idx
-                event = U16.unpack_from(mem, self._used_event)[0]
+                event = m16[self._i_used_event]
             return vring_need_event(event, new, (new - self._queued) & 0xFFFF)
+        notify: bool
         if self.role is Role.DRIVER:
-            return not int(U16.unpack_from(mem, self._used_flags)[0]) & VRING_USED_F_NO_NOTIFY
-        return not int(U16.unpack_from(mem, self._avail_flags)[0]) & VRING_AVAIL_F_NO_INTERRUPT
+            notify = not m16[self._i_used_flags] & VRING_USED_F_NO_NOTIFY
+        else:
+            notify = not m16[self._i_avail_flags] & VRING_AVAIL_F_NO_INTERRUPT
+        return notify
 
     def kick(self) -> bool:
         """Notify the peer if it asked to be (C ``virtqueue_kick``); return whether we did."""
@@ -372,6 +384,10 @@ class Virtqueue:
             self.kicks += 1
         self._queued = 0
         return notified
+
+    def release(self) -> None:
+        """Drop this queue's views of shared memory (so the mapping can be closed)."""
+        self._m16.release()
 
     # -- internals ----------------------------------------------------------------------
 
