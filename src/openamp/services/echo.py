@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import logging
 import struct
 import time
 from dataclasses import dataclass, field
@@ -19,6 +20,8 @@ from dataclasses import dataclass, field
 from ..errors import OpenAMPTimeoutError, PeerGoneError, UsageError
 from ..rpmsg.core import Endpoint, RpmsgDevice
 from ..rpmsg.wire import SHUTDOWN_MSG
+
+log = logging.getLogger("openamp.services.echo")
 
 ECHO_SERVICE = "rpmsg-openamp-demo-channel"
 PING_COUNT = 480
@@ -43,14 +46,22 @@ class EchoStats:
 
     messages: int = 0
     bytes: int = 0
+    rejected: int = 0
+    """Messages over ``max_size`` that were not echoed."""
     stop_reason: str = ""
 
 
 class EchoService:
     """Echo every message on ``name`` back to its sender (see the module docstring)."""
 
-    def __init__(self, rpmsg: RpmsgDevice, name: str = ECHO_SERVICE) -> None:
+    def __init__(
+        self, rpmsg: RpmsgDevice, name: str = ECHO_SERVICE, *, count: int = 0, max_size: int = 0
+    ) -> None:
+        """``count``: stop after that many echoes (0: no limit); ``max_size``: do not echo
+        payloads longer than that many bytes, count them as ``rejected`` (0: any)."""
         self.rpmsg = rpmsg
+        self.count = count
+        self.max_size = max_size
         self.stats = EchoStats()
         self._stop = ""
         self.endpoint: Endpoint = rpmsg.create_endpoint(
@@ -61,9 +72,15 @@ class EchoService:
         if is_shutdown(data):
             self._stop = "shutdown message"
             return
+        if self.max_size and len(data) > self.max_size:
+            self.stats.rejected += 1
+            log.warning("not echoing a %d-byte message (limit %d)", len(data), self.max_size)
+            return
         ept.sendto(data, src)
         self.stats.messages += 1
         self.stats.bytes += len(data)
+        if self.count and self.stats.messages >= self.count:
+            self._stop = f"{self.count} messages echoed"
 
     def _on_unbind(self, ept: Endpoint) -> None:
         self._stop = "the host destroyed its endpoint"

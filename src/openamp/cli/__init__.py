@@ -1,0 +1,290 @@
+"""The ``openamp`` command.
+
+Subcommands are thin programs on the public API (as python-can's tools are):
+
+* ``openamp echo``  — the C ``rpmsg-echo`` remote (virtio device, socket server)
+* ``openamp ping``  — the C ``msg-test-rpmsg-ping`` host (virtio driver, socket client)
+* ``openamp demo``  — an echo remote in a child process and the ping against it
+* ``openamp bench`` — round-trip latency and throughput of a link
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+
+from .. import __version__
+from ..errors import OpenAMPError, UsageError
+from ..services.echo import ECHO_SERVICE, PING_COUNT, EchoService, run_ping
+from ..tools.bench import BenchResult, bench_rtt, bench_throughput
+from .common import (
+    add_machine_options,
+    command_line,
+    describe_machine,
+    machine_from_args,
+    spawn_remote,
+)
+
+EPILOG_ECHO = """\
+examples:
+  openamp echo                                   # pairs with the C msg-test-rpmsg-ping
+  openamp echo --machine virtual --name vm1      # and in another shell:
+  openamp ping --machine virtual --name vm1
+"""
+
+EPILOG_PING = """\
+examples:
+  openamp ping                                   # against the C rpmsg-echo (start it first)
+  openamp ping --count 1000 --size 496           # fixed 496-byte payloads
+exit status: 0 when every echo came back intact, 1 otherwise.
+"""
+
+EPILOG_BENCH = """\
+examples:
+  openamp bench rtt --size 17
+  openamp bench throughput --size 496 --count 200000 --json
+  openamp bench rtt --peer ./rpmsg-echo          # the C remote on the linux-generic machine
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``openamp`` command."""
+    parser = argparse.ArgumentParser(
+        prog="openamp",
+        description="OpenAMP for Python: remoteproc, virtio and RPMsg, wire-compatible "
+        "with the C library and Linux.",
+    )
+    parser.add_argument("--version", action="version", version=f"pyopenamp {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser(
+        "echo",
+        help="run the echo remote (C rpmsg-echo)",
+        description="Announce rpmsg-openamp-demo-channel and send every message back. "
+        "Stops on the shutdown message (0xEF56A55A), on the host's NS destroy, when the "
+        "host disconnects, or after --count messages.",
+        epilog=EPILOG_ECHO,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_machine_options(p, role="device")
+    p.add_argument("--count", type=int, default=0, help="stop after N echoes (0: no limit)")
+    p.add_argument(
+        "--size",
+        type=int,
+        default=0,
+        metavar="BYTES",
+        help="largest payload to echo; longer ones are reported and not echoed (0: any)",
+    )
+    p.add_argument("--quiet", action="store_true", help="print only the final line")
+    p.set_defaults(func=cmd_echo)
+
+    p = sub.add_parser(
+        "ping",
+        help="run the ping host against an echo remote (C msg-test-rpmsg-ping)",
+        description="Send payloads {u64 num, u64 size, size bytes of 0xA5} to the echo "
+        "service and check every echo; by default 480 payloads of 1..480 data bytes.",
+        epilog=EPILOG_PING,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_machine_options(p, role="driver")
+    p.add_argument("--count", type=int, default=PING_COUNT, help="payloads to send (%(default)s)")
+    p.add_argument(
+        "--size",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="data bytes per payload (default: growing 1, 2, 3, ... as in C)",
+    )
+    p.add_argument("--shutdown", action="store_true", help="send the shutdown message at the end")
+    p.set_defaults(func=cmd_ping)
+
+    p = sub.add_parser(
+        "demo",
+        help="run the echo demo on a simulated machine",
+        description="Start a Python echo remote as a separate process on a new virtual "
+        "machine, run the 480-message ping against it and print a summary.",
+    )
+    p.add_argument("--count", type=int, default=PING_COUNT, help="payloads (%(default)s)")
+    p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser(
+        "bench",
+        help="measure round-trip latency or throughput",
+        description="Benchmarks against an echo remote: a Python one in a child process "
+        "on a virtual machine, or any --peer command on the linux-generic machine.",
+        epilog=EPILOG_BENCH,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("scenario", choices=["rtt", "throughput"])
+    p.add_argument("--size", type=int, default=17, metavar="BYTES", help="payload (%(default)s)")
+    p.add_argument("--count", type=int, default=None, help="messages per run")
+    p.add_argument("--runs", type=int, default=3, help="runs (%(default)s); median and spread")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument(
+        "--peer",
+        metavar="COMMAND",
+        help="remote to start instead of the Python echo (it must serve the echo service "
+        "as socket server on the linux-generic machine, like the C rpmsg-echo)",
+    )
+    p.add_argument(
+        "--wait", choices=["spin-then-block", "block", "spin", "poll"], default="spin-then-block"
+    )
+    p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``openamp`` command; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbose, 2)],
+        format="%(name)s: %(levelname)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except OpenAMPError as exc:
+        print(f"openamp {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+# -- echo ---------------------------------------------------------------------------------
+
+
+def cmd_echo(args: argparse.Namespace) -> int:
+    """``openamp echo``."""
+    quiet = args.quiet
+    machine = machine_from_args(args)
+    try:
+        if not quiet:
+            print(f"echo: {args.role}, socket {machine.socket_role}, {describe_machine(machine)}")
+            print("echo: waiting for the host ...", flush=True)
+        rpmsg = machine.start(timeout=args.timeout)
+        service = EchoService(rpmsg, count=args.count, max_size=args.size)
+        if not quiet:
+            print(f"echo: serving {ECHO_SERVICE!r} at {service.endpoint.addr:#x}", flush=True)
+        stats = service.run()
+    finally:
+        machine.close()
+    rejected = f", {stats.rejected} too long" if stats.rejected else ""
+    print(
+        f"echo: {stats.messages} messages ({stats.bytes} bytes) echoed{rejected}; stopped: "
+        f"{stats.stop_reason}",
+        flush=True,
+    )
+    return 0
+
+
+# -- ping ---------------------------------------------------------------------------------
+
+
+def cmd_ping(args: argparse.Namespace) -> int:
+    """``openamp ping``."""
+    machine = machine_from_args(args)
+    try:
+        print(f"ping: {args.role}, socket {machine.socket_role}, {describe_machine(machine)}")
+        rpmsg = machine.start(timeout=args.timeout)
+        result = run_ping(
+            rpmsg, count=args.count, size=args.size, timeout=args.timeout, shutdown=args.shutdown
+        )
+    finally:
+        machine.close()
+    for line in result.problems:
+        print(f"ping: {line}")
+    rtt = statistics.median(result.rtts) * 1e6 if result.rtts else 0.0
+    print(
+        f"ping: {result.sent} sent, {result.received} received, {result.errors} errors "
+        f"({result.bytes} bytes in {result.elapsed:.3f} s, median round trip {rtt:.1f} µs)"
+    )
+    print(f"ping: Test Results: Error count = {result.errors}")
+    return 0 if result.ok else 1
+
+
+# -- demo ---------------------------------------------------------------------------------
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """``openamp demo``: echo remote in a child process, ping from here, summary."""
+    t_start = time.perf_counter()
+    with spawn_remote(peer=None, timeout=args.timeout, wait="spin-then-block") as (remote, host):
+        rpmsg = host.start(timeout=args.timeout)
+        t_up = time.perf_counter()
+        result = run_ping(rpmsg, count=args.count, timeout=args.timeout)
+        host.close()
+        code, out = remote.finish()
+    echo_line = next((ln for ln in out.splitlines() if "echoed" in ln), out.strip()[-200:])
+    rtt = statistics.median(result.rtts) * 1e6 if result.rtts else 0.0
+    sizes = f"{16 + 1}..{16 + min(args.count, 480)}" if args.count else "-"
+    print("pyopenamp demo: the OpenAMP echo test on a simulated machine")
+    print(f"  machine   virtual {remote.machine_name!r}: {describe_machine(host)}")
+    print(
+        f"            resource table at {host.layout.rsc_offset:#x}, vrings at "
+        f"{host.layout.vring0_da:#x}/{host.layout.vring1_da:#x} x {host.layout.vring_num}"
+    )
+    print(
+        f"  remote    pid {remote.proc.pid}: python {command_line(remote.command[1:4])} (virtio device, "
+        "socket server)"
+    )
+    print(f"            {echo_line.strip()} (exit status {code})")
+    print("  host      this process (virtio driver, socket client)")
+    print(
+        f"  channel   {ECHO_SERVICE!r}: host {result.local_addr:#x} <-> remote "
+        f"{result.remote_addr:#x}"
+    )
+    print(
+        f"  messages  {result.sent} sent, {result.received} echoed, {result.errors} errors, "
+        f"payloads {sizes} bytes"
+    )
+    print(
+        f"  time      link up in {(t_up - t_start) * 1e3:.0f} ms; {result.elapsed * 1e3:.0f} ms "
+        f"for the test, median round trip {rtt:.1f} µs"
+    )
+    for line in result.problems:
+        print(f"  problem   {line}")
+    ok = result.ok and code == 0
+    print(f"result: {'PASS' if ok else 'FAIL'}")
+    return 0 if ok else 1
+
+
+# -- bench --------------------------------------------------------------------------------
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """``openamp bench rtt|throughput``."""
+    if args.runs < 1:
+        raise UsageError("--runs must be at least 1")
+    count = args.count or (5_000 if args.scenario == "rtt" else 100_000)
+    result = BenchResult(args.scenario, args.size, count, peer=args.peer or "python echo")
+    for _ in range(args.runs):
+        with spawn_remote(peer=args.peer, timeout=args.timeout, wait=args.wait) as (remote, host):
+            rpmsg = host.start(timeout=args.timeout)
+            if args.scenario == "rtt":
+                ept = rpmsg.create_endpoint(ECHO_SERVICE)
+                ept.wait_bound(args.timeout)
+                result.runs.append(bench_rtt(ept, size=args.size, count=count))
+            else:
+                dst = rpmsg.wait_service(ECHO_SERVICE, args.timeout)
+                result.runs.append(
+                    bench_throughput(
+                        rpmsg, dst=dst, size=args.size, count=count, timeout=args.timeout
+                    )
+                )
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print(result.to_text())
+    return 0

@@ -1,0 +1,172 @@
+"""Options and helpers shared by the ``openamp`` subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import shlex
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from ..errors import UsageError
+from ..metal.shm import SHM_DIR, unique_name
+from ..platform import LinuxGenericMachine, SharedMemoryMachine, VirtualMachine, virtual_paths
+from ..platform.layout import LINUX_GENERIC, MachineLayout
+from ..rpmsg.virtio import RpmsgVirtioConfig
+
+
+def add_machine_options(p: argparse.ArgumentParser, *, role: str) -> None:
+    """The options every command that talks over a machine takes."""
+    g = p.add_argument_group("machine")
+    g.add_argument(
+        "--machine",
+        choices=["linux-generic", "virtual"],
+        default="linux-generic",
+        help="linux-generic: the C reference's fixed /dev/shm/openamp.shm and "
+        "/tmp/openamp.event.0 (pairs with the C demos); virtual: the same machine under "
+        "--name, so several can run at once (default: %(default)s)",
+    )
+    g.add_argument("--name", help="name of the virtual machine (both sides must use the same)")
+    g.add_argument(
+        "--role",
+        choices=["driver", "device"],
+        default=role,
+        help="virtio role: driver = host, device = remote (default: %(default)s)",
+    )
+    g.add_argument(
+        "--socket",
+        choices=["server", "client"],
+        help="doorbell socket role; the server writes the resource table "
+        "(default: the device is the server)",
+    )
+    g.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long to wait for the peer to connect, bind and answer (default: %(default)s)",
+    )
+    g.add_argument(
+        "--wait",
+        choices=["spin-then-block", "block", "spin", "poll"],
+        default="spin-then-block",
+        help="how a blocked call waits for the peer (default: %(default)s)",
+    )
+    g.add_argument(
+        "--buffer-size",
+        type=int,
+        default=512,
+        metavar="BYTES",
+        help="driver role: rpmsg buffer size per direction, header included; "
+        "the machine's memory grows to fit (default: %(default)s, as in C)",
+    )
+
+
+def layout_for(buffer_size: int) -> MachineLayout:
+    """The C layout for 512-byte buffers, otherwise one sized for ``buffer_size``."""
+    return LINUX_GENERIC if buffer_size <= 512 else MachineLayout.for_buffers(buffer_size)
+
+
+def machine_from_args(args: argparse.Namespace) -> SharedMemoryMachine:
+    """Build (not start) the machine the options describe."""
+    config = RpmsgVirtioConfig(args.buffer_size, args.buffer_size)
+    layout = layout_for(args.buffer_size)
+    common = dict(role=args.role, socket=args.socket, wait=args.wait, config=config, layout=layout)
+    if args.machine == "virtual":
+        if not args.name:
+            raise UsageError("--machine virtual needs --name NAME (the same on both sides)")
+        return VirtualMachine(name=args.name, **common)
+    if args.name:
+        raise UsageError("--name only applies to --machine virtual")
+    return LinuxGenericMachine(**common)
+
+
+def describe_machine(m: SharedMemoryMachine) -> str:
+    """One line naming the machine's memory and doorbell."""
+    kib = m.layout.shm_size // 1024
+    return f"{SHM_DIR}/{m.shm_name} ({kib} KiB), doorbell {m.event_path}"
+
+
+@dataclass
+class Remote:
+    """A remote started as a child process (our echo service or a peer command)."""
+
+    proc: subprocess.Popen[str]
+    command: list[str]
+    machine_name: str | None
+
+    def finish(self, timeout: float = 5.0) -> tuple[int, str]:
+        """Wait for the child (kill it after ``timeout`` s); return (exit code, output)."""
+        try:
+            out, _ = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, _ = self.proc.communicate()
+        return self.proc.returncode, out or ""
+
+    def kill(self) -> None:
+        """Stop the child now if it still runs."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.communicate()
+
+
+def python_echo_command(name: str, *, timeout: float, wait: str, count: int = 0) -> list[str]:
+    """The command line of a Python echo remote on virtual machine ``name``."""
+    cmd = [sys.executable, "-m", "openamp", "echo", "--machine", "virtual", "--name", name]
+    cmd += ["--role", "device", "--socket", "server", "--timeout", str(timeout), "--wait", wait]
+    if count:
+        cmd += ["--count", str(count)]
+    return cmd
+
+
+@contextlib.contextmanager
+def spawn_remote(
+    *, peer: str | None, timeout: float, wait: str
+) -> Iterator[tuple[Remote, SharedMemoryMachine]]:
+    """Start a remote (``peer`` command, or our echo on a new virtual machine) and a host.
+
+    Yields the child and the (not yet started) host machine, a virtio driver and socket
+    client.  With ``peer`` the machine is the linux-generic one the C demos use.  On
+    exit the host is closed, the child waited for or killed, and leftovers removed.
+    """
+    name: str | None
+    if peer:
+        command = shlex.split(peer)
+        name = None
+        host: SharedMemoryMachine = LinuxGenericMachine(role="driver", socket="client", wait=wait)
+    else:
+        name = unique_name("openamp-vm")
+        command = python_echo_command(name, timeout=timeout, wait=wait)
+        host = VirtualMachine(role="driver", name=name, socket="client", wait=wait)
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    remote = Remote(proc, command, name)
+    try:
+        yield remote, host
+    finally:
+        host.close()
+        remote.finish(timeout=5.0)
+        if name is not None:
+            remove_virtual_leftovers(name)
+
+
+def remove_virtual_leftovers(name: str) -> None:
+    """Delete the shm file and socket of virtual machine ``name`` if a crash left them."""
+    shm_name, event_path = virtual_paths(name)
+    for path in (os.path.join(SHM_DIR, shm_name), event_path):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def command_line(cmd: list[str]) -> str:
+    """A command list as a shell-quoted string."""
+    return " ".join(shlex.quote(c) for c in cmd)

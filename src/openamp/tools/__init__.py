@@ -1,0 +1,1 @@
+"""Tools on top of the public API: benchmarks now; inspectors and capture to come."""
