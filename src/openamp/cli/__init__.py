@@ -236,8 +236,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"{host.layout.vring0_da:#x}/{host.layout.vring1_da:#x} x {host.layout.vring_num}"
     )
     print(
-        f"  remote    pid {remote.proc.pid}: python {command_line(remote.command[1:4])} (virtio device, "
-        "socket server)"
+        f"  remote    pid {remote.proc.pid}: python {command_line(remote.command[1:4])} "
+        "(virtio device, socket server)"
     )
     print(f"            {echo_line.strip()} (exit status {code})")
     print("  host      this process (virtio driver, socket client)")
@@ -270,7 +270,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     count = args.count or (5_000 if args.scenario == "rtt" else 100_000)
     result = BenchResult(args.scenario, args.size, count, peer=args.peer or "python echo")
     for _ in range(args.runs):
-        with spawn_remote(peer=args.peer, timeout=args.timeout, wait=args.wait) as (remote, host):
+        with spawn_remote(peer=args.peer, timeout=args.timeout, wait=args.wait) as (_remote, host):
             rpmsg = host.start(timeout=args.timeout)
             if args.scenario == "rtt":
                 ept = rpmsg.create_endpoint(ECHO_SERVICE)

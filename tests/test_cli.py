@@ -1,0 +1,75 @@
+"""The openamp command, run as a user would run it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def openamp(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "openamp", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def test_help_lists_the_commands() -> None:
+    out = openamp("--help").stdout
+    for command in ("echo", "ping", "demo", "bench"):
+        assert command in out
+
+
+def test_echo_help_explains_the_machine_options() -> None:
+    out = openamp("echo", "--help").stdout
+    assert "--machine" in out and "linux-generic" in out and "--socket" in out
+    assert "shutdown message" in out
+
+
+def test_demo_runs_the_echo_test_and_passes() -> None:
+    r = openamp("demo")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "480 sent, 480 echoed, 0 errors" in r.stdout
+    assert "stopped: the host destroyed its endpoint" in r.stdout
+    assert r.stdout.rstrip().endswith("result: PASS")
+
+
+def test_ping_exits_non_zero_when_echoes_are_missing(children, vm_name) -> None:
+    # This echo refuses payloads over 100 bytes, so ping #84 (16 + 85 bytes) gets no echo.
+    echo = children.openamp("echo", "--machine", "virtual", "--name", vm_name, "--size", "100")
+    r = openamp("ping", "--machine", "virtual", "--name", vm_name, "--timeout", "1")
+    assert r.returncode == 1
+    assert "ping 84: no echo within 1.0 s" in r.stdout
+    assert "Error count = 1" in r.stdout
+    rc, out, _ = children.result(echo)
+    assert "84 messages" in out and "1 too long" in out
+
+
+def test_virtual_machine_without_a_name_is_a_clear_error() -> None:
+    r = openamp("ping", "--machine", "virtual")
+    assert r.returncode == 1
+    assert "--machine virtual needs --name NAME" in r.stderr
+
+
+def test_ping_without_an_echo_reports_the_socket_it_waited_for(vm_name) -> None:
+    r = openamp("ping", "--machine", "virtual", "--name", vm_name, "--timeout", "0.3")
+    assert r.returncode == 1
+    assert f"/tmp/{vm_name}.event" in r.stderr
+
+
+def test_bench_rtt_prints_json_figures() -> None:
+    r = openamp("bench", "rtt", "--count", "300", "--runs", "2", "--json")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["scenario"] == "rtt" and data["payload_bytes"] == 17 and len(data["runs"]) == 2
+    median = data["summary"]["rtt_median_us"]
+    assert 0 < median["min"] <= median["median"] <= median["max"]
+
+
+def test_bench_throughput_prints_a_table() -> None:
+    r = openamp("bench", "throughput", "--size", "496", "--count", "3000", "--runs", "1")
+    assert r.returncode == 0, r.stderr
+    assert "messages/s each way" in r.stdout and "MB/s each way" in r.stdout

@@ -1,0 +1,46 @@
+"""The documentation's examples run, and the README's two commands stay true."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def python_blocks() -> list[tuple[str, int, str]]:
+    blocks = []
+    for doc in DOCS:
+        text = doc.read_text()
+        for m in re.finditer(r"```python\n(.*?)```", text, re.S):
+            line = text[: m.start()].count("\n") + 1
+            blocks.append((doc.name, line, m.group(1)))
+    return blocks
+
+
+@pytest.mark.parametrize(("doc", "line", "code"), python_blocks(), ids=lambda v: str(v)[:20])
+def test_documentation_example_runs(doc: str, line: int, code: str) -> None:
+    r = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert r.returncode == 0, f"{doc}:{line} failed:\n{r.stdout}\n{r.stderr}"
+
+
+def test_readme_starts_with_the_two_commands() -> None:
+    lines = (ROOT / "README.md").read_text().splitlines()
+    block = lines[lines.index("```sh") + 1 : lines.index("```sh") + 3]
+    assert block[0] == "python3 -m pip install . && openamp demo"
+    assert block[1].startswith("python3 -m pip install -e '.[test]' && python3 -m pytest")
+    assert lines.index("```sh") <= 3
+
+
+def test_ci_runs_the_readme_test_command_verbatim() -> None:
+    lines = (ROOT / "README.md").read_text().splitlines()
+    test_command = lines[lines.index("```sh") + 2]
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert test_command in ci

@@ -1,0 +1,311 @@
+"""RPMsg behaviour, both roles, on an in-process pair (deterministic, no threads)."""
+
+from __future__ import annotations
+
+import pytest
+
+from openamp import (
+    AddressExhaustedError,
+    AddressInUseError,
+    EndpointClosedError,
+    EndpointNotBoundError,
+    InvalidStateError,
+    MessageError,
+    NoBufferError,
+    OpenAMPTimeoutError,
+    PayloadTooLargeError,
+    SendTimeoutError,
+)
+from openamp.platform import InProcessPair
+from openamp.rpmsg import RPMSG_ADDR_ANY, RPMSG_NS_EPT_ADDR, RpmsgVirtioConfig
+from openamp.virtio import Role
+
+SERVICE = "svc"
+
+
+@pytest.fixture
+def pair():
+    p = InProcessPair()
+    host = p.driver()
+    remote = p.device()
+    return p, host, remote
+
+
+def test_first_dynamic_address_is_0x400_on_each_side(pair):
+    _, host, remote = pair
+    assert host.create_endpoint("a").addr == 0x400
+    assert remote.create_endpoint("a").addr == 0x400
+
+
+def test_dynamic_addresses_are_handed_out_round_robin(pair):
+    _, host, _ = pair
+    a, b = host.create_endpoint(), host.create_endpoint()
+    a.destroy()
+    assert (a.addr, b.addr, host.create_endpoint().addr) == (0x400, 0x401, 0x402)
+
+
+def test_exhausting_the_dynamic_range_raises_instead_of_duplicating(pair):
+    _, host, _ = pair
+    for _ in range(128):
+        host.create_endpoint()
+    with pytest.raises(AddressExhaustedError, match="128 dynamic addresses"):
+        host.create_endpoint()
+    assert host.create_endpoint(src=5000).addr == 5000  # explicit ones still work
+
+
+def test_an_explicit_address_in_use_is_refused(pair):
+    _, host, _ = pair
+    host.create_endpoint(src=0x500)
+    with pytest.raises(AddressInUseError):
+        host.create_endpoint(src=0x500)
+    with pytest.raises(AddressInUseError):
+        host.create_endpoint(src=RPMSG_NS_EPT_ADDR)
+
+
+def test_a_name_longer_than_31_bytes_is_refused(pair):
+    _, host, _ = pair
+    with pytest.raises(ValueError, match="at most 31"):
+        host.create_endpoint("x" * 32)
+
+
+def test_peer_announcement_binds_an_endpoint_of_the_same_name(pair):
+    _, host, remote = pair
+    h = host.create_endpoint(SERVICE)
+    r = remote.create_endpoint(SERVICE, src=0x777)
+    remote.poll()
+    host.poll()
+    assert (h.dest_addr, r.dest_addr) == (0x777, h.addr)
+    assert host.services == {SERVICE: 0x777}
+
+
+def test_the_first_message_binds_an_unannounced_endpoint(pair):
+    _, host, remote = pair
+    r = remote.create_endpoint("", src=0x600)  # no name: no announcement
+    h = host.create_endpoint("", dst=0x600)
+    assert not r.is_bound
+    h.send(b"hi")
+    assert r.recv(timeout=0) == b"hi"
+    assert r.dest_addr == h.addr
+
+
+def test_ns_bind_callback_gets_announcements_without_a_local_match():
+    p = InProcessPair()
+    seen = []
+    host = p.driver(ns_bind_cb=lambda dev, name, addr: seen.append((name, addr)))
+    remote = p.device()
+    remote.create_endpoint("only-remote", src=0x456)
+    host.poll()
+    assert seen == [("only-remote", 0x456)]
+
+
+def test_ns_destroy_unbinds_and_calls_the_unbind_callbacks():
+    p = InProcessPair()
+    device_unbinds = []
+    host = p.driver()
+    host.ns_unbind_cb = lambda dev, name, addr: device_unbinds.append((name, addr))
+    remote = p.device()
+    unbound = []
+    h = host.create_endpoint(SERVICE, on_unbind=unbound.append)
+    r = remote.create_endpoint(SERVICE)
+    remote.poll()
+    host.poll()
+    r.destroy()
+    host.poll()
+    assert unbound == [h] and h.unbound and not h.is_bound
+    assert device_unbinds == [(SERVICE, r.addr)]
+    assert SERVICE not in host.services
+    assert not h.closed  # unbinding does not destroy
+
+
+def test_send_before_binding_is_a_usage_error(pair):
+    _, host, _ = pair
+    with pytest.raises(EndpointNotBoundError, match="wait_bound"):
+        host.create_endpoint(SERVICE).send(b"x")
+
+
+def test_wait_bound_times_out_with_a_clear_error(pair):
+    _, host, _ = pair
+    with pytest.raises(OpenAMPTimeoutError, match="not bound"):
+        host.create_endpoint(SERVICE).wait_bound(timeout=0.01)
+
+
+def test_endpoint_waits_for_the_peers_announcement(pair):
+    _, host, remote = pair
+    remote.create_endpoint(SERVICE, src=0x999)
+    ept = host.endpoint(SERVICE, timeout=1)
+    assert ept.dest_addr == 0x999
+
+
+def test_wait_service_names_what_was_announced_on_timeout(pair):
+    _, host, remote = pair
+    remote.create_endpoint("other")
+    with pytest.raises(OpenAMPTimeoutError, match="'other'"):
+        host.wait_service(SERVICE, timeout=0)
+
+
+@pytest.mark.parametrize("sender", ["host", "remote"])
+def test_payload_over_the_buffer_size_raises_instead_of_truncating(pair, sender):
+    _, host, remote = pair
+    dev = host if sender == "host" else remote
+    ept = dev.create_endpoint("", dst=0x500)
+    ept.send(b"x" * 496)
+    with pytest.raises(PayloadTooLargeError, match="497 bytes exceeds the buffer capacity of 496"):
+        ept.send(b"x" * 497)
+    ept.send(b"y" * 496)  # the refused send did not leak a buffer
+
+
+def test_recv_times_out(pair):
+    _, host, _ = pair
+    with pytest.raises(OpenAMPTimeoutError, match="no message"):
+        host.create_endpoint(SERVICE).recv(timeout=0)
+
+
+def test_messages_to_unknown_addresses_are_dropped_and_counted(pair):
+    _, host, remote = pair
+    host.create_endpoint("", dst=0x1234).send(b"lost")
+    remote.poll()
+    assert remote.dropped == 1
+
+
+def test_trysend_raises_no_buffer_when_the_remote_does_not_consume():
+    p = InProcessPair()
+    host = p.driver(blocking=False)
+    p.device(blocking=False)
+    ept = host.create_endpoint("", dst=0x400)
+    for _ in range(256):
+        ept.trysend(b"x")
+    with pytest.raises(NoBufferError):
+        ept.trysend(b"x")
+
+
+def test_blocking_send_times_out_when_no_buffer_comes_back(pair):
+    p, host, remote = pair
+    ept = host.create_endpoint("", dst=0x400)
+    hold = []
+    remote.create_endpoint("", src=0x400, callback=lambda e, d, s: hold.append(e.hold_rx_buffer()))
+    for _ in range(256):
+        ept.send(b"x")
+    with pytest.raises(SendTimeoutError, match="no transmit buffer"):
+        ept.send(b"x", timeout=0.05)
+    hold[0].release()
+    ept.send(b"x", timeout=1)  # one came back: sending works again
+
+
+def test_a_sender_waiting_for_buffers_keeps_receiving(pair):
+    # Both sides flood each other: a waiting sender must drain its rx ring, or neither
+    # side ever frees a buffer.
+    _, host, remote = pair
+    got = []
+    h = host.create_endpoint("", src=0x400, dst=0x400, callback=lambda e, d, s: got.append(1))
+    remote.create_endpoint("", src=0x400, callback=lambda e, d, s: e.send(bytes(d)))
+    for _ in range(2000):
+        h.send(b"ping", timeout=1)
+    while remote.poll() + host.poll():
+        pass
+    assert len(got) == 2000
+
+
+def test_nocopy_send_fills_the_shared_buffer_in_place(pair):
+    _, host, remote = pair
+    r = remote.create_endpoint("", src=0x400)
+    h = host.create_endpoint("", dst=0x400)
+    buf = h.get_tx_buffer()
+    assert buf.capacity == 496
+    buf.data[:5] = b"hello"
+    buf.send(5)
+    assert r.recv(timeout=0) == b"hello"
+    with pytest.raises(InvalidStateError):
+        buf.send(5)
+
+
+def test_a_released_tx_buffer_is_reused_first(pair):
+    _, host, _ = pair
+    h = host.create_endpoint("", dst=0x400)
+    with h.get_tx_buffer() as buf:
+        offset = buf.offset
+    assert h.get_tx_buffer().offset == offset
+
+
+def test_held_rx_buffers_return_to_the_peer_only_on_release(pair):
+    p, host, remote = pair
+    held = []
+    remote.create_endpoint("", src=0x400, callback=lambda e, d, s: held.append(e.hold_rx_buffer()))
+    host.create_endpoint("", dst=0x400).send(b"keep me")
+    remote.poll()
+    rx = remote.rx_queue
+    assert bytes(held[0].data) == b"keep me"
+    used_before = rx._used_idx
+    held[0].release()
+    assert rx._used_idx == used_before + 1
+
+
+def test_hold_outside_a_callback_is_refused(pair):
+    _, host, _ = pair
+    with pytest.raises(InvalidStateError):
+        host.create_endpoint(SERVICE).hold_rx_buffer()
+
+
+def test_a_message_with_an_impossible_length_is_reported_and_its_buffer_returned(pair):
+    p, host, remote = pair
+    r = remote.create_endpoint("", src=0x400)
+    h = host.create_endpoint("", dst=0x400)
+    h.send(b"ok?")
+    # the peer lies: claims 600 bytes in its 512-byte tx buffer at 0x30000
+    p.region.write16(0x30000 + 12, 600)
+    with pytest.raises(MessageError, match="claims 600 payload bytes"):
+        remote.poll()
+    h.send(b"next")
+    remote.poll()
+    assert r.recv(timeout=0) == b"next"
+
+
+def test_destroyed_endpoints_refuse_to_receive(pair):
+    _, host, _ = pair
+    ept = host.create_endpoint(SERVICE)
+    ept.destroy()
+    ept.destroy()  # idempotent
+    with pytest.raises(EndpointClosedError):
+        ept.recv(timeout=0)
+    assert host.get_endpoint(ept.addr) is None
+
+
+def test_close_announces_every_destroy(pair):
+    _, host, remote = pair
+    remote.create_endpoint("a")
+    remote.create_endpoint("b")
+    host.poll()
+    assert set(host.services) == {"a", "b"}
+    remote.close()
+    host.poll()
+    assert host.services == {}
+    with pytest.raises(InvalidStateError):
+        remote.create_endpoint("c")
+
+
+def test_buffer_sizes_are_configurable_per_direction():
+    p = InProcessPair(layout=__import__("openamp").platform.MachineLayout.for_buffers(4096))
+    host = p.driver(config=RpmsgVirtioConfig(h2r_buf_size=4096, r2h_buf_size=1024))
+    remote = p.device()
+    assert (host.tx_capacity, host.rx_capacity) == (4080, 1008)
+    assert (remote.tx_capacity, remote.rx_capacity) == (1008, 496)  # no host buffer posted yet
+    r = remote.create_endpoint("", src=0x400)
+    h = host.create_endpoint("", dst=0x400)
+    h.send(b"z" * 4080)
+    assert r.recv(timeout=0) == b"z" * 4080
+    with pytest.raises(PayloadTooLargeError):
+        r.sendto(b"z" * 1009, h.addr)
+
+
+def test_kicks_for_returned_buffers_are_suppressed_both_ways():
+    p = InProcessPair()
+    host, remote = p.pair()
+    remote.create_endpoint("e", callback=lambda e, d, s: e.send(bytes(d)))
+    h = host.create_endpoint("e")
+    h.wait_bound(1)
+    kicks_before = dict(p.kicks[Role.DRIVER]), dict(p.kicks[Role.DEVICE])
+    for _ in range(10):
+        h.send(b"m")
+        h.recv(timeout=1)
+    assert p.kicks[Role.DRIVER][2] - kicks_before[0].get(2, 0) == 10
+    assert p.kicks[Role.DEVICE][1] - kicks_before[1].get(1, 0) == 10
+    assert RPMSG_ADDR_ANY not in (h.dest_addr,)

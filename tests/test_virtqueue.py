@@ -1,0 +1,168 @@
+"""Virtqueue behaviour in both roles, on one ring in a bytearray."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from openamp import RingError, UsageError
+from openamp.metal import IoRegion
+from openamp.virtio import Role, Virtqueue, VringLayout, vring_size
+from openamp.virtio.ring import VQ_RING_DESC_CHAIN_END, vring_need_event
+
+NUM = 8
+BUF = 0x1000
+
+
+def make(event_idx: bool = False):
+    mem = bytearray(0x2000)
+    ring = IoRegion(mem, name="ring")
+    bufs = ring.subregion(BUF, 0x1000, "bufs")
+    layout = VringLayout(NUM, 16, base=0, pa=0)
+    kicks = {"driver": 0, "device": 0}
+
+    def kick(who):
+        def f():
+            kicks[who] += 1
+
+        return f
+
+    drv = Virtqueue(
+        ring, layout, role=Role.DRIVER, buf_io=bufs, notify=kick("driver"), event_idx=event_idx
+    )
+    dev = Virtqueue(
+        ring, layout, role=Role.DEVICE, buf_io=bufs, notify=kick("device"), event_idx=event_idx
+    )
+    drv.init_driver_ring()
+    dev.attach_device()
+    return mem, layout, drv, dev, kicks
+
+
+def test_vring_size_matches_the_c_formula():
+    assert [vring_size(256, 4096), vring_size(16, 4096), vring_size(8, 16)] == [10246, 4230, 230]
+
+
+def test_init_chains_the_free_list_like_the_c_driver():
+    mem, layout, *_ = make()
+    nexts = [struct.unpack_from("<H", mem, 16 * i + 14)[0] for i in range(NUM)]
+    assert nexts == [1, 2, 3, 4, 5, 6, 7, VQ_RING_DESC_CHAIN_END]
+
+
+def test_a_buffer_travels_driver_to_device_and_back():
+    mem, layout, drv, dev, _ = make()
+    head = drv.add_buffer(0x40, 64, writable=False)
+    assert dev.get_avail() == (head, 0x40, 64)
+    dev.add_used(head, 64)
+    assert drv.get_used() == (0x40, 64, 0)
+    assert drv.get_used() is None and dev.get_avail() is None
+
+
+def test_a_freed_descriptor_becomes_the_free_list_head():
+    mem, layout, drv, dev, _ = make()
+    h = drv.add_buffer(0, 16, False)
+    dev.get_avail()
+    dev.add_used(h, 16)
+    drv.get_used()
+    assert struct.unpack_from("<H", mem, 16 * h + 14)[0] == 1  # next = old free head
+    assert drv.add_buffer(0, 16, False) == h
+
+
+def test_role_operations_are_guarded():
+    _, _, drv, dev, _ = make()
+    with pytest.raises(UsageError, match="device-side"):
+        drv.get_avail()
+    with pytest.raises(UsageError, match="driver-side"):
+        dev.add_buffer(0, 16, False)
+
+
+def test_posting_more_buffers_than_descriptors_is_refused():
+    _, _, drv, *_ = make()
+    for _ in range(NUM):
+        drv.add_buffer(0, 16, True)
+    with pytest.raises(UsageError, match="no free descriptor"):
+        drv.add_buffer(0, 16, True)
+
+
+def test_flags_mode_suppression_follows_the_peers_flag():
+    _, _, drv, dev, kicks = make()
+    drv.add_buffer(0, 16, False)
+    assert drv.kick() and kicks["driver"] == 1
+    dev.disable_cb()  # device sets VRING_USED_F_NO_NOTIFY
+    drv.add_buffer(0, 16, False)
+    assert not drv.kick() and kicks["driver"] == 1
+    assert dev.enable_cb() is True  # two buffers are waiting
+    drv.disable_cb()
+    h, _, _ = dev.get_avail()
+    dev.add_used(h, 16)
+    assert not dev.kick() and kicks["device"] == 0
+
+
+def test_event_idx_mode_notifies_only_when_the_peer_index_is_crossed():
+    _, layout, drv, dev, kicks = make(event_idx=True)
+    dev.enable_cb()  # avail_event = 0: wake me for the first buffer
+    drv.add_buffer(0, 16, False)
+    assert drv.kick()
+    drv.add_buffer(0, 16, False)
+    assert not drv.kick()  # device has not caught up: no new kick needed
+    assert vring_need_event(0, 1, 0) and not vring_need_event(0, 2, 1)
+
+
+def test_a_head_outside_the_table_breaks_the_queue():
+    mem, layout, drv, dev, _ = make()
+    drv.add_buffer(0, 16, False)
+    struct.pack_into("<H", mem, layout.avail_ring, NUM + 3)
+    with pytest.raises(RingError, match="outside the table"):
+        dev.get_avail()
+    assert dev.broken is not None
+    with pytest.raises(RingError):
+        dev.get_avail()
+
+
+def test_a_descriptor_pointing_outside_the_buffers_is_refused():
+    mem, layout, drv, dev, _ = make()
+    head = drv.add_buffer(0, 16, False)
+    struct.pack_into("<Q", mem, 16 * head, 0x10)  # into the ring itself
+    with pytest.raises(RingError, match="outside the shared buffers"):
+        dev.get_avail()
+
+
+def test_an_avail_index_jump_is_refused():
+    mem, layout, drv, dev, _ = make()
+    struct.pack_into("<H", mem, layout.avail_idx, NUM + 1)
+    with pytest.raises(RingError, match=r"avail\.idx jumped"):
+        dev.get_avail()
+
+
+def test_a_used_id_the_driver_never_posted_is_refused():
+    mem, layout, drv, dev, _ = make()
+    drv.add_buffer(0, 16, True)
+    struct.pack_into("<II", mem, layout.used_ring, 5, 16)
+    struct.pack_into("<H", mem, layout.used_idx, 1)
+    with pytest.raises(RingError, match="not in use"):
+        drv.get_used()
+
+
+def test_more_used_entries_than_outstanding_buffers_are_refused():
+    mem, layout, drv, dev, _ = make()
+    drv.add_buffer(0, 16, True)
+    struct.pack_into("<H", mem, layout.used_idx, 2)
+    with pytest.raises(RingError, match="only 1 buffers outstanding"):
+        drv.get_used()
+
+
+def test_layout_rejects_bad_geometry():
+    with pytest.raises(UsageError, match="power of two"):
+        VringLayout(6, 16, base=0, pa=0)
+    with pytest.raises(UsageError, match="align"):
+        VringLayout(8, 24, base=0, pa=0)
+    with pytest.raises(UsageError, match="16-byte aligned"):
+        VringLayout(8, 16, base=8, pa=8)
+
+
+def test_indices_wrap_at_16_bits():
+    _, _, drv, dev, _ = make()
+    drv._avail_idx = dev._last_avail = 0xFFFF
+    h = drv.add_buffer(0, 16, False)
+    assert dev.get_avail() == (h, 0, 16)
+    assert drv._avail_idx == 0
