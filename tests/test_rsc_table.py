@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import struct
 from pathlib import Path
@@ -44,16 +45,16 @@ from openamp.remoteproc import (
     entry_type_name,
 )
 
-CONFORMANCE = Path(__file__).resolve().parents[2] / "shared" / "conformance"
+CONFORMANCE = Path(__file__).resolve().parent / "conformance"  # vendored C captures
 GOLDEN_SIZE = 88
 VDEV_AT = 20  # the Linux-generic table's only entry
 
 
-def conformance_file(name: str) -> Path:
-    path = CONFORMANCE / name
-    if not path.exists():
-        pytest.skip(f"conformance data not available: {path}")
-    return path
+def conformance_bytes(name: str) -> bytes:
+    """A capture file; the shared-memory images are stored gzipped."""
+    if name.endswith(".bin"):
+        return gzip.decompress((CONFORMANCE / f"{name}.gz").read_bytes())
+    return (CONFORMANCE / name).read_bytes()
 
 
 def linux_generic_table() -> ResourceTable:
@@ -168,12 +169,12 @@ def test_entry_type_names(entry_type: int, name: str) -> None:
 
 
 def test_linux_generic_table_builds_to_the_c_bytes() -> None:
-    golden = conformance_file("a_initial.bin").read_bytes()[:GOLDEN_SIZE]
+    golden = conformance_bytes("a_initial.bin")[:GOLDEN_SIZE]
     assert linux_generic_table().to_bytes() == golden
 
 
 def test_linux_generic_table_parses_to_the_c_fields() -> None:
-    golden = conformance_file("a_initial.bin").read_bytes()[:GOLDEN_SIZE]
+    golden = conformance_bytes("a_initial.bin")[:GOLDEN_SIZE]
     table = ResourceTable.parse(golden)
     assert table == linux_generic_table()
     assert table.offsets == [VDEV_AT]
@@ -188,14 +189,14 @@ def test_linux_generic_table_parses_to_the_c_fields() -> None:
 
 
 def test_bound_table_shows_the_drivers_gfeatures_and_status() -> None:
-    bound = conformance_file("c_bound.bin").read_bytes()[:GOLDEN_SIZE]
+    bound = conformance_bytes("c_bound.bin")[:GOLDEN_SIZE]
     (vdev,) = ResourceTable.parse(bound).vdevs()
     assert vdev.gfeatures == 1
     assert vdev.status == 4
 
 
 def test_parse_ignores_the_rest_of_the_shared_memory_image() -> None:
-    image = conformance_file("a_initial.bin").read_bytes()
+    image = conformance_bytes("a_initial.bin")
     assert ResourceTable.parse(image) == linux_generic_table()
 
 
@@ -213,8 +214,8 @@ def _assert_contains(expected: Any, actual: Any, path: str = "resource_table") -
 
 
 def test_to_dict_has_every_field_of_the_conformance_json() -> None:
-    golden = conformance_file("a_initial.bin").read_bytes()[:GOLDEN_SIZE]
-    expected = json.loads(conformance_file("a_initial.json").read_text())["resource_table"]
+    golden = conformance_bytes("a_initial.bin")[:GOLDEN_SIZE]
+    expected = json.loads(conformance_bytes("a_initial.json"))["resource_table"]
     actual = ResourceTable.parse(golden).to_dict()
     _assert_contains(expected, actual)
     assert json.loads(json.dumps(actual)) == actual
