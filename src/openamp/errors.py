@@ -113,6 +113,14 @@ class ResourceTableError(PeerProtocolError):
         self.offset = offset
 
 
+class FirmwareImageError(PeerProtocolError):
+    """A firmware image is malformed or does not fit the remote's memory.
+
+    The message names the problem: a truncated file, a segment outside every mapped
+    memory, overlapping segments, a missing or bad resource table.
+    """
+
+
 # -- nobody's fault ----------------------------------------------------------------------
 
 
