@@ -725,7 +725,13 @@ class ResourceTable:
         offsets = [o for (o,) in TABLE_OFFSET.iter_unpack(buf[TABLE_HDR.size : header_end])]
         parser = _Parser(buf, offsets)
         entries: list[Entry] = []
+        # Several offsets may name one entry; parse it once, or a hostile table with
+        # thousands of duplicate offsets would copy a large entry thousands of times.
+        seen: dict[int, Entry] = {}
         for index, offset in enumerate(offsets):
+            if offset in seen:
+                entries.append(seen[offset])
+                continue
             if offset < header_end:
                 raise ResourceTableError(
                     f"entry offset {offset:#x} points inside the table header and offset "
@@ -740,7 +746,8 @@ class ResourceTable:
                     entry=index,
                     offset=offset,
                 )
-            entries.append(parser.entry(index, offset))
+            seen[offset] = parser.entry(index, offset)
+            entries.append(seen[offset])
         table = cls(entries, version)
         table._source_offsets = tuple(offsets)
         table._source_entries = tuple(entries)

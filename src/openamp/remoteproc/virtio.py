@@ -74,7 +74,9 @@ class RscVdevTransport:
             )
             try:
                 layout = VringLayout(num, align, base=0, pa=da)
-                size = vring_size(num, align)
+                # The used ring is aligned on ``da`` itself, so a ring whose ``da`` is not
+                # a multiple of ``align`` can end past ``vring_size()``: check both spans.
+                size = max(vring_size(num, align), layout.size)
                 base = ring_io.phys_to_offset(da, size)
             except (UsageError, RegionBoundsError) as exc:
                 raise ResourceTableError(f"vring {i}: {exc}", offset=vdev_offset) from None

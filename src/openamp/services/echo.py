@@ -17,7 +17,7 @@ import struct
 import time
 from dataclasses import dataclass, field
 
-from ..errors import OpenAMPTimeoutError, PeerGoneError, UsageError
+from ..errors import MessageError, OpenAMPTimeoutError, PeerGoneError, UsageError
 from ..rpmsg.core import Endpoint, RpmsgDevice
 from ..rpmsg.wire import SHUTDOWN_MSG
 
@@ -153,6 +153,11 @@ def run_ping(
         ept.wait_bound(timeout)
         result.remote_addr = ept.dest_addr
         max_size = ept.tx_capacity - _PAYLOAD_HDR.size
+        if max_size <= 0:
+            raise MessageError(
+                f"the peer's buffers carry {ept.tx_capacity} payload bytes; a ping needs "
+                f"at least {_PAYLOAD_HDR.size + 1}"
+            )
         if size is not None and not 0 < size <= max_size:
             raise UsageError(f"size must be 1..{max_size} data bytes, got {size}")
         start = time.perf_counter()
