@@ -114,6 +114,7 @@ class Endpoint:
     __slots__ = (
         "_queue",
         "addr",
+        "announced",
         "callback",
         "closed",
         "dest_addr",
@@ -141,6 +142,8 @@ class Endpoint:
         self.closed = False
         self.unbound = False
         """True once the peer announced the service's destruction (NS destroy)."""
+        self.announced = False
+        """Whether we announced this endpoint to the peer (NS create) when creating it."""
         self._queue: deque[tuple[bytes, int]] = deque()
 
     def __repr__(self) -> str:
@@ -402,11 +405,17 @@ class RpmsgDevice:
         self._order.append(ept)
         if name and self.support_ns and dst == RPMSG_ADDR_ANY:
             try:
-                self.send_offchannel(addr, RPMSG_NS_EPT_ADDR, encode_ns(name, addr), SEND_TIMEOUT)
+                self._announce(ept)
             except BaseException:
                 self._unregister(ept)
                 raise
         return ept
+
+    def _announce(self, ept: Endpoint) -> None:
+        self.send_offchannel(
+            ept.addr, RPMSG_NS_EPT_ADDR, encode_ns(ept.name, ept.addr), SEND_TIMEOUT
+        )
+        ept.announced = True
 
     def endpoint(self, name: str, timeout: float | None = None) -> Endpoint:
         """An endpoint bound to the peer's service ``name``, waiting for its announcement.

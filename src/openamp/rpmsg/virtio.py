@@ -40,6 +40,7 @@ from ..errors import (
     NoBufferError,
     OpenAMPTimeoutError,
     PayloadTooLargeError,
+    ResourceTableError,
     RingError,
     SendTimeoutError,
     UsageError,
@@ -55,7 +56,14 @@ from ..virtio.transport import VirtioTransport
 from ..virtio.virtqueue import Role, Virtqueue
 from .buffers import RxBuffer, TxBuffer
 from .core import Deadline, Endpoint, NsCallback, RpmsgDevice, Waiter
-from .wire import RPMSG_ADDR_ANY, RPMSG_BUFFER_SIZE, RPMSG_HDR, RPMSG_HDR_SIZE, VIRTIO_RPMSG_F_NS
+from .wire import (
+    RPMSG_ADDR_ANY,
+    RPMSG_BUFFER_SIZE,
+    RPMSG_HDR,
+    RPMSG_HDR_SIZE,
+    RPMSG_NS_EPT_ADDR,
+    VIRTIO_RPMSG_F_NS,
+)
 
 log = logging.getLogger("openamp.rpmsg")
 
@@ -146,10 +154,10 @@ class RpmsgVirtioDevice(RpmsgDevice):
     ) -> None:
         super().__init__(ns_bind_cb=ns_bind_cb, ns_unbind_cb=ns_unbind_cb, waiter=waiter)
         if transport.device_id != VIRTIO_ID_RPMSG:
-            raise UsageError(f"virtio device id {transport.device_id} is not rpmsg (7)")
+            raise ResourceTableError(f"virtio device id {transport.device_id} is not rpmsg (7)")
         if transport.num_vrings < 2:
-            raise UsageError(
-                f"an rpmsg device needs 2 vrings, the transport has {transport.num_vrings}"
+            raise ResourceTableError(
+                f"an rpmsg device needs 2 vrings, the vdev has {transport.num_vrings}"
             )
         self.transport = transport
         self.role = transport.role
@@ -166,28 +174,10 @@ class RpmsgVirtioDevice(RpmsgDevice):
             if pool is None:
                 raise UsageError("the driver role needs a shared buffer pool")
             self.pool: ShmPool | None = pool
-            self.features = transport.device_features() & features
-            transport.set_driver_features(self.features)
-            vq0, vq1 = self._make_queues()
-            vq0.init_driver_ring()
-            vq1.init_driver_ring()
-            self._rvq, self._tvq = vq0, vq1
+            self._wanted_features = features
             self._rx_size = self.config.r2h_buf_size
             self._tx_size = self.config.h2r_buf_size
-            self._tvq.disable_cb()
-            rx_size = self._rx_size
-            for _ in range(self._rvq.num):
-                off = pool.get_buffer(rx_size)
-                if off is None:
-                    raise UsageError(
-                        f"the buffer pool ({pool.size:#x} bytes) cannot hold "
-                        f"{self._rvq.num} receive buffers of {rx_size} bytes"
-                    )
-                shm.fill(off, rx_size)
-                self._rvq.add_buffer(off, rx_size, True)
-            if self.features & (1 << VIRTIO_RPMSG_F_NS):
-                self._register_ns_endpoint()
-            transport.set_status(VIRTIO_CONFIG_STATUS_DRIVER_OK)
+            self._driver_init()
         else:
             self.pool = None
             self._wait_driver_ok(ready_timeout)
@@ -206,6 +196,54 @@ class RpmsgVirtioDevice(RpmsgDevice):
         return f"RpmsgVirtioDevice(role={self.role.name}, endpoints={len(self._endpoints)})"
 
     # -- set-up ---------------------------------------------------------------------------
+
+    def _driver_init(self) -> None:
+        """Driver set-up in the C library's order (features, rings, rx buffers, DRIVER_OK)."""
+        transport, pool, shm = self.transport, self.pool, self.shm
+        assert pool is not None
+        self.features = transport.device_features() & self._wanted_features
+        transport.set_driver_features(self.features)
+        vq0, vq1 = self._make_queues()
+        vq0.init_driver_ring()
+        vq1.init_driver_ring()
+        self._rvq, self._tvq = vq0, vq1
+        self._tvq.disable_cb()
+        rx_size = self._rx_size
+        for _ in range(self._rvq.num):
+            off = pool.get_buffer(rx_size)
+            if off is None:
+                raise UsageError(
+                    f"the buffer pool ({pool.size:#x} bytes) cannot hold "
+                    f"{self._rvq.num} receive buffers of {rx_size} bytes"
+                )
+            shm.fill(off, rx_size)
+            self._rvq.add_buffer(off, rx_size, True)
+        if self.features & (1 << VIRTIO_RPMSG_F_NS) and RPMSG_NS_EPT_ADDR not in self._endpoints:
+            self._register_ns_endpoint()
+        transport.set_status(VIRTIO_CONFIG_STATUS_DRIVER_OK)
+
+    def reset(self, waiter: Waiter | None = None) -> None:
+        """Driver: bring the link up again after the remote restarted, keeping endpoints.
+
+        The rings and buffers start afresh (as after a Linux remoteproc recovery);
+        endpoints we had announced become unbound and are announced again, so they bind
+        when the remote re-announces its services.  ``waiter`` replaces the old one
+        (a restarted remote comes with a new doorbell).
+        """
+        if not self._driver or self.pool is None:
+            raise UsageError("only the driver side can reset the link")
+        if waiter is not None:
+            self.waiter = waiter
+        self.closed = False
+        self.services.clear()
+        self._reclaimer.clear()
+        self.pool.avail = self.pool.size
+        self._driver_init()
+        for ept in self._order:
+            if ept.announced:
+                ept.dest_addr = RPMSG_ADDR_ANY
+                ept.unbound = False
+                self._announce(ept)
 
     def _make_queues(self) -> tuple[Virtqueue, Virtqueue]:
         names = ("rx_vq", "tx_vq") if self._driver else ("tx_vq", "rx_vq")
@@ -261,7 +299,7 @@ class RpmsgVirtioDevice(RpmsgDevice):
         if self._driver:
             return self._tx_size - RPMSG_HDR_SIZE
         size = self._tvq.peek_avail_len() or self._tx_size or RPMSG_BUFFER_SIZE
-        return size - RPMSG_HDR_SIZE
+        return max(0, size - RPMSG_HDR_SIZE)
 
     @property
     def rx_capacity(self) -> int:
@@ -269,7 +307,7 @@ class RpmsgVirtioDevice(RpmsgDevice):
         if self._driver:
             return self._rx_size - RPMSG_HDR_SIZE
         size = self._rvq.peek_avail_len() or self._rx_size or RPMSG_BUFFER_SIZE
-        return size - RPMSG_HDR_SIZE
+        return max(0, size - RPMSG_HDR_SIZE)
 
     def buffer_view(self, offset: int, length: int) -> memoryview:
         """A view of ``length`` bytes of the buffer region at ``offset``."""
@@ -420,7 +458,9 @@ class RpmsgVirtioDevice(RpmsgDevice):
         head, off, size = item
         if size <= RPMSG_HDR_SIZE:
             tvq.add_used(head, size)
-            raise RingError(f"the driver posted a {size}-byte receive buffer (desc {head})")
+            err = RingError(f"the driver posted a {size}-byte receive buffer (desc {head})")
+            tvq.broken = err  # like every RingError, it marks its queue broken
+            raise err
         self._tx_size = size
         return off, size, head
 
