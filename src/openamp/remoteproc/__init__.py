@@ -84,3 +84,45 @@ __all__ = [
     "Vendor",
     "entry_type_name",
 ]
+
+# -- image stores and ELF loading --------------------------------------------------------
+
+from .elf import (
+    COPY_CHUNK,
+    ELF_MAGIC,
+    RSC_TABLE_SECTION,
+    ElfImage,
+    MapCallback,
+    RscTableLocation,
+    Segment,
+    is_elf,
+    load_segments,
+)
+from .store import (
+    STREAM_BACKLOG,
+    BytesImageStore,
+    FileImageStore,
+    ImageStore,
+    ImageStoreBase,
+    StreamingImageStore,
+    open_image,
+)
+
+__all__ += [
+    "COPY_CHUNK",
+    "ELF_MAGIC",
+    "RSC_TABLE_SECTION",
+    "STREAM_BACKLOG",
+    "BytesImageStore",
+    "ElfImage",
+    "FileImageStore",
+    "ImageStore",
+    "ImageStoreBase",
+    "MapCallback",
+    "RscTableLocation",
+    "Segment",
+    "StreamingImageStore",
+    "is_elf",
+    "load_segments",
+    "open_image",
+]
