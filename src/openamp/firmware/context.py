@@ -1,0 +1,113 @@
+"""What a running Python firmware gets: its memory, table, trace buffer and rpmsg device.
+
+:meth:`FirmwareContext.from_env` reads the process-driver contract (see
+:mod:`openamp.firmware`), maps the memory, validates the table the host wrote, connects
+the doorbell and brings up the rpmsg device in the virtio device role.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+from types import FrameType
+
+from ..errors import OpenAMPError, UsageError
+from ..metal.doorbell import UnixSocketDoorbell
+from ..metal.io import IoRegion
+from ..metal.shm import SharedMemory
+from ..metal.wait import wait_strategy
+from ..platform.machine import DoorbellWaiter
+from ..remoteproc.rsc_table import RSC_VDEV, ResourceTable, Trace
+from ..remoteproc.virtio import RscVdevTransport
+from ..rpmsg.virtio import RpmsgVirtioDevice
+from ..virtio.virtqueue import Role
+
+
+def _env(name: str) -> str:
+    value = os.environ.get(name)
+    if not value:
+        raise UsageError(f"{name} is not set: a firmware is started by the process driver")
+    return value
+
+
+class FirmwareContext:
+    """The environment of one running firmware (see the module docstring)."""
+
+    def __init__(
+        self,
+        shm: SharedMemory,
+        region: IoRegion,
+        doorbell: UnixSocketDoorbell,
+        table_da: int,
+        rpmsg: RpmsgVirtioDevice,
+        table: ResourceTable,
+    ) -> None:
+        self.shm = shm
+        self.memory = region
+        self.doorbell = doorbell
+        self.table_da = table_da
+        self.table = table
+        self.rpmsg = rpmsg
+        self._trace = next((e for e in table.entries if isinstance(e, Trace)), None)
+        self._trace_pos = 0
+
+    @classmethod
+    def from_env(cls, wait: str = "spin-then-block", timeout: float = 10.0) -> FirmwareContext:
+        """Connect as the process driver's environment says."""
+
+        def on_sigterm(signum: int, frame: FrameType | None) -> None:
+            # A polite stop: unwind through the caller's cleanup (NS destroy, unmap).
+            raise SystemExit(0)
+
+        signal.signal(signal.SIGTERM, on_sigterm)
+        path = _env("OPENAMP_SHM")
+        size = int(_env("OPENAMP_SHM_SIZE"), 0)
+        event = _env("OPENAMP_EVENT")
+        table_da = int(_env("OPENAMP_RSC_DA"), 0)
+        shm = SharedMemory.open_file(path, size, create=False)
+        try:
+            region = shm.region(name=os.path.basename(path))
+            view = region.view(table_da, region.size - table_da)
+            table = ResourceTable.parse(view)
+            found = table.find(RSC_VDEV, 0)
+            if found is None:
+                raise UsageError("the resource table has no vdev entry")
+            doorbell = UnixSocketDoorbell.connect(event, timeout)
+            transport = RscVdevTransport(
+                region.subregion(table_da, region.size - table_da),
+                found[0],
+                ring_io=region,
+                role=Role.DEVICE,
+                notify=lambda _id: doorbell.kick(),
+            )
+            rpmsg = RpmsgVirtioDevice(
+                transport,
+                shm=region,
+                waiter=DoorbellWaiter(doorbell, wait_strategy(wait)),
+                ready_timeout=timeout,
+            )
+        except BaseException:
+            shm.close()
+            raise
+        return cls(shm, region, doorbell, table_da, rpmsg, table)
+
+    def trace(self, line: str) -> None:
+        """Append a line to the firmware's trace buffer (if it declares one)."""
+        t = self._trace
+        if t is None:
+            return
+        data = (line.rstrip("\n") + "\n").encode()
+        room = t.len - 1 - self._trace_pos
+        if room <= 0:
+            return
+        data = data[:room]
+        self.memory.write_block(t.da + self._trace_pos, data + b"\0")
+        self._trace_pos += len(data)
+
+    def close(self) -> None:
+        """Destroy the endpoints (announcing it), disconnect and unmap."""
+        with contextlib.suppress(OpenAMPError):
+            self.rpmsg.close()
+        self.doorbell.close()
+        self.shm.close()

@@ -1,0 +1,373 @@
+"""The virtual machine's process driver: a remote processor that is a process on this PC.
+
+:class:`ProcessMachine` gives a :class:`~openamp.remoteproc.RemoteProc` whose ops
+(:class:`ProcessOps`) emulate a remote core:
+
+* **memory** is one POSIX shared-memory file; device/physical address = offset.
+  Carveouts and vrings at fixed addresses must lie in it; ``ANY`` addresses are
+  allocated from its free space.  Segments of an executable for this PC that lie outside
+  it (its code and data, which the kernel maps from the file when it runs) go to private
+  memory; for any other image such a segment is refused, as on a real memory map.
+* **start** spawns the firmware with the environment of the firmware contract
+  (:mod:`openamp.firmware`): an ELF executable with a ``.resource_table`` section, or a
+  Python firmware (``"echo"`` or a module path).  The host listens on the doorbell socket,
+  accepts the firmware, and brings up its rpmsg device as the virtio driver.  An
+  executable *without* a table is taken to be a C Linux-generic-machine program that
+  writes its own table (``rpmsg-echo``...): it is started with argument ``0`` and the
+  host attaches to ``/dev/shm/openamp.shm`` as the socket client.
+* **stop** is polite, then forced: SIGTERM, then SIGKILL after ``stop_timeout`` s.
+* a firmware process that exits on its own moves the remoteproc to *crashed* (a
+  watcher thread notices within milliseconds); with ``recovery`` on it is restarted and
+  the host's rpmsg device reset, keeping the host's endpoints.
+* trace buffers declared by the table are read from the memory (``rproc.trace()``);
+  the firmware's stdout and stderr are kept in :attr:`ProcessOps.console`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import subprocess
+import sys
+import threading
+from collections import deque
+from typing import Any
+
+from ..errors import FirmwareImageError, OpenAMPError, RegionBoundsError, UsageError
+from ..metal.doorbell import UnixSocketDoorbell, UnixSocketServer
+from ..metal.io import IoRegion
+from ..metal.shm import SHM_DIR, SharedMemory, unique_name
+from ..metal.wait import wait_strategy
+from ..remoteproc.core import Firmware, Mapping, RemoteProc, RemoteprocOps
+from ..remoteproc.firmware import ElfFirmware
+from ..remoteproc.rsc_table import FW_RSC_ADDR_ANY, ResourceTable
+from ..virtio.virtqueue import Role
+from .linux_generic import EVENT_PATH, SHM_NAME, LinuxGenericMachine
+from .machine import DoorbellWaiter, SharedMemoryMachine
+from .virtual import virtual_paths
+
+log = logging.getLogger("openamp.platform.process")
+
+ALLOC_ALIGN = 0x1000
+
+
+class ProcessOps(RemoteprocOps):
+    """Remoteproc operations for a firmware process (see the module docstring)."""
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        memory_size: int,
+        wait: str = "spin-then-block",
+        start_timeout: float = 10.0,
+        stop_timeout: float = 2.0,
+    ) -> None:
+        self.name = name
+        self.memory_size = memory_size
+        self.wait = wait
+        self.start_timeout = start_timeout
+        self.stop_timeout = stop_timeout
+        self.shm_name, self.event_path = virtual_paths(name)
+        self.shm: SharedMemory | None = None
+        self.memory: IoRegion | None = None
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.doorbell: UnixSocketDoorbell | None = None
+        self.console: deque[str] = deque(maxlen=1000)
+        """The firmware's recent stdout/stderr lines."""
+        self._private: list[Mapping] = []
+        self._allocated: list[tuple[int, int]] = []
+        self._stopping = False
+        self._watcher: threading.Thread | None = None
+        self._generic: SharedMemoryMachine | None = None
+        self._readers: list[threading.Thread] = []
+
+    # -- memory -----------------------------------------------------------------------
+
+    def init(self, rproc: RemoteProc) -> None:
+        """Create the memory file and register it as the remote's memory at address 0."""
+        self.shm = SharedMemory.open(
+            self.shm_name, self.memory_size, create=True, unlink_on_close=True
+        )
+        self.memory = self.shm.region(name=self.shm_name)
+        rproc.add_mem(Mapping(0, 0, self.memory_size, self.memory, 0, "memory"))
+
+    def mmap(self, rproc: RemoteProc, pa: int, da: int, size: int) -> Mapping:
+        """Allocate for ANY; put host-executable segments outside the memory in private memory."""
+        assert self.memory is not None
+        if pa == FW_RSC_ADDR_ANY and da == FW_RSC_ADDR_ANY:
+            at = self._allocate(rproc, size)
+            return Mapping(at, at, size, self.memory, at, "allocated")
+        addr = da if da != FW_RSC_ADDR_ANY else pa
+        fw = rproc.loading
+        if isinstance(fw, ElfFirmware) and fw.runs_here and addr >= self.memory_size:
+            region = IoRegion(bytearray(size), phys_base=addr, name=f"private@{addr:#x}")
+            m = Mapping(addr, addr, size, region, 0, "private")
+            self._private.append(m)
+            return m
+        raise RegionBoundsError(
+            f"[{addr:#x}, +{size:#x}) is outside the remote's memory [0, {self.memory_size:#x})"
+        )
+
+    def _allocate(self, rproc: RemoteProc, size: int) -> int:
+        taken = sorted(
+            [
+                (m.da, m.da + m.size)
+                for m in rproc.mems
+                if m.region is self.memory and m.name != "memory"
+            ]
+            + self._allocated
+        )
+        at = ALLOC_ALIGN
+        for start, end in taken:
+            if at + size <= start:
+                break
+            at = max(at, (end + ALLOC_ALIGN - 1) & ~(ALLOC_ALIGN - 1))
+        if at + size > self.memory_size:
+            raise RegionBoundsError(f"no room for {size:#x} bytes in the remote's memory")
+        self._allocated.append((at, at + size))
+        return at
+
+    # -- running ----------------------------------------------------------------------
+
+    def _command(self, fw: Firmware) -> list[str]:
+        from ..firmware import PythonFirmware
+
+        if isinstance(fw, PythonFirmware):
+            return fw.command(sys.executable)
+        if isinstance(fw, ElfFirmware):
+            if not fw.runs_here:
+                raise FirmwareImageError(
+                    f"{fw.name}: a {fw.image.machine} ELF{fw.image.elf_class} image cannot run "
+                    "as a process on this PC (it loads, but only executables for this PC start)"
+                )
+            return [os.path.abspath(fw.path or fw.name)]
+        raise UsageError(f"the process driver cannot run {fw!r}")
+
+    def start(self, rproc: RemoteProc) -> None:
+        """Spawn the firmware, accept its doorbell and bring the host's rpmsg device up."""
+        fw = rproc.firmware
+        assert fw is not None and self.shm is not None
+        cmd = self._command(fw)
+        if rproc.table_da is None:
+            self._start_generic(rproc, cmd)
+            return
+        env = dict(os.environ)
+        env.update(
+            OPENAMP_SHM=os.path.join(SHM_DIR, self.shm_name),
+            OPENAMP_SHM_SIZE=str(self.memory_size),
+            OPENAMP_EVENT=self.event_path,
+            OPENAMP_RSC_DA=hex(rproc.table_da),
+        )
+        server = UnixSocketServer(self.event_path)
+        try:
+            self._stopping = False
+            self.proc = subprocess.Popen(
+                cmd,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+            self._read_console(self.proc)
+            self.doorbell = self._accept(server, self.proc)
+        except BaseException:
+            server.close()
+            self._kill()
+            raise
+        server.close()
+        self._watcher = threading.Thread(target=self._watch, args=(rproc, self.proc), daemon=True)
+        self._watcher.start()
+        if rproc.vdevs:
+            waiter = DoorbellWaiter(self.doorbell, wait_strategy(self.wait))
+            if rproc.rpmsg is not None and rproc.rpmsg.role is Role.DRIVER:
+                rproc.rpmsg.reset(waiter)  # recovery: keep the host's endpoints
+            else:
+                rproc.create_rpmsg(
+                    role=Role.DRIVER, waiter=waiter, ready_timeout=self.start_timeout
+                )
+
+    def _start_generic(self, rproc: RemoteProc, cmd: list[str]) -> None:
+        """A C Linux-generic-machine program: it writes its own table and serves the socket.
+
+        Such a program (the C ``rpmsg-echo``, say) has no ``.resource_table`` section; it
+        creates ``/dev/shm/openamp.shm``, writes the table at 0 and listens on
+        ``/tmp/openamp.event.0``.  We start it with its index argument ``0`` and attach as
+        the socket client, like the C host demos do.
+        """
+
+        self._stopping = False
+        self.proc = subprocess.Popen(
+            [*cmd, "0"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        self._read_console(self.proc)
+        host = LinuxGenericMachine(role="driver", socket="client", wait=self.wait)
+        try:
+            rproc.rpmsg = host.start(timeout=self.start_timeout)
+        except BaseException:
+            host.close()
+            self._kill()
+            code = self.proc.poll()
+            if code is not None:
+                raise FirmwareImageError(
+                    f"the firmware exited with status {code} before serving the Linux generic "
+                    "machine: " + " | ".join(list(self.console)[-5:])
+                ) from None
+            raise
+        self._generic = host
+        self.doorbell = host.doorbell
+        table_io = host.rpmsg.shm
+        rproc.table = ResourceTable.parse(table_io.view(0, table_io.size))
+        self._watcher = threading.Thread(target=self._watch, args=(rproc, self.proc), daemon=True)
+        self._watcher.start()
+
+    def _accept(
+        self, server: UnixSocketServer, proc: subprocess.Popen[bytes]
+    ) -> UnixSocketDoorbell:
+        waited = 0.0
+        while True:
+            try:
+                return server.accept(0.05)
+            except OpenAMPError:
+                waited += 0.05
+                code = proc.poll()
+                if code is not None:
+                    raise FirmwareImageError(
+                        f"the firmware exited with status {code} before connecting: "
+                        + " | ".join(list(self.console)[-5:])
+                    ) from None
+                if waited >= self.start_timeout:
+                    raise
+
+    def _read_console(self, proc: subprocess.Popen[bytes]) -> None:
+        def pump() -> None:
+            assert proc.stdout is not None
+            for raw in proc.stdout:
+                line = raw.decode("utf-8", errors="replace").rstrip()
+                self.console.append(line)
+                log.debug("%s: %s", self.name, line)
+
+        t = threading.Thread(target=pump, daemon=True)
+        t.start()
+        self._readers.append(t)
+
+    def _watch(self, rproc: RemoteProc, proc: subprocess.Popen[bytes]) -> None:
+        code = proc.wait()
+        if self._stopping or proc is not self.proc:
+            return
+        if code == 0:
+            rproc.exited("the firmware process exited with status 0")
+        else:
+            how = f"was killed by signal {-code}" if code < 0 else f"exited with status {code}"
+            rproc.crashed(f"the firmware process {how}")
+
+    def stop(self, rproc: RemoteProc) -> None:
+        """SIGTERM, then SIGKILL after ``stop_timeout`` s; close the doorbell."""
+        self._stopping = True
+        self._kill()
+        if self._generic is not None:
+            self._generic.close()  # also closes its doorbell
+            self._generic = None
+            self.doorbell = None
+            # C programs never unlink their files; the program is gone, so we do.
+            for path in (os.path.join(SHM_DIR, SHM_NAME), EVENT_PATH):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+        if self.doorbell is not None:
+            self.doorbell.close()
+            self.doorbell = None
+
+    def _kill(self) -> None:
+        proc = self.proc
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(self.stop_timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        for t in self._readers:
+            t.join(1.0)
+        self._readers.clear()
+        if proc.stdout is not None:
+            proc.stdout.close()
+        watcher = self._watcher
+        if watcher is not None and watcher is not threading.current_thread():
+            watcher.join(1.0)
+
+    def shutdown(self, rproc: RemoteProc) -> None:
+        """Make sure the process is gone and the doorbell closed (it may have exited)."""
+        self.stop(rproc)
+
+    def notify(self, rproc: RemoteProc, notifyid: int) -> None:
+        """One byte on the doorbell socket (the notify id is not carried, as in C)."""
+        if self.doorbell is not None:
+            self.doorbell.kick()
+
+    def remove(self, rproc: RemoteProc) -> None:
+        """Unmap and delete the memory file."""
+        self.memory = None
+        if self.shm is not None:
+            self.shm.close()
+            self.shm.unlink()
+            self.shm = None
+
+
+class ProcessMachine:
+    """A virtual machine that boots firmware as processes on this PC.
+
+    ``name`` (generated when None) names the memory file ``/dev/shm/NAME.shm`` and the
+    doorbell ``/tmp/NAME.event``.  ``memory_size`` is the remote's memory.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str | None = None,
+        memory_size: int = 0x80000,
+        wait: str = "spin-then-block",
+        start_timeout: float = 10.0,
+    ) -> None:
+        self.name = name or unique_name("openamp-vm")
+        self.ops = ProcessOps(
+            self.name, memory_size=memory_size, wait=wait, start_timeout=start_timeout
+        )
+        self.rproc = RemoteProc(self.ops, name=self.name)
+
+    def remoteproc(
+        self, firmware: Firmware | str | bytes | Any, *, recovery: bool = False
+    ) -> RemoteProc:
+        """Configure and load ``firmware``: a Python firmware name (``"echo"``), a
+        module path, a :class:`Firmware`, or an ELF file path / bytes."""
+        from ..firmware import BUILTIN, PythonFirmware
+
+        rproc = self.rproc
+        if isinstance(firmware, str) and (firmware in BUILTIN or firmware.startswith("python:")):
+            firmware = PythonFirmware(firmware.removeprefix("python:"))
+        elif not isinstance(firmware, Firmware):
+            firmware = ElfFirmware.open(firmware)
+        rproc.recovery = recovery
+        if rproc.state.name == "OFFLINE":
+            rproc.config()
+        rproc.load(firmware)
+        return rproc
+
+    @property
+    def console(self) -> list[str]:
+        """The firmware's recent output lines."""
+        return list(self.ops.console)
+
+    def close(self) -> None:
+        """Shut the remote down and delete the machine's files.  Idempotent."""
+        with contextlib.suppress(OpenAMPError):
+            self.rproc.shutdown()
+        self.ops.remove(self.rproc)
+
+    def __enter__(self) -> ProcessMachine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
