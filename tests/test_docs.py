@@ -44,3 +44,9 @@ def test_ci_runs_the_readme_test_command_verbatim() -> None:
     test_command = lines[lines.index("```sh") + 2]
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     assert test_command in ci
+
+
+def test_the_remoteproc_page_shows_the_transition_table_the_code_uses() -> None:
+    from openamp.remoteproc.state import transition_table_markdown
+
+    assert transition_table_markdown() in (ROOT / "docs" / "remoteproc.md").read_text()

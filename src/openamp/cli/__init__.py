@@ -4,7 +4,8 @@ Subcommands are thin programs on the public API (as python-can's tools are):
 
 * ``openamp echo``  — the C ``rpmsg-echo`` remote (virtio device, socket server)
 * ``openamp ping``  — the C ``msg-test-rpmsg-ping`` host (virtio driver, socket client)
-* ``openamp demo``  — an echo remote in a child process and the ping against it
+* ``openamp demo``  — the echo firmware booted through RemoteProc, and the ping against it
+* ``openamp rproc run`` — boot a firmware on a virtual machine and stream its trace
 * ``openamp bench`` — round-trip latency and throughput of a link
 """
 
@@ -13,22 +14,28 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import signal
 import statistics
 import sys
 import time
 from collections.abc import Sequence
+from types import FrameType
 
 from .. import __version__
 from ..errors import OpenAMPError, UsageError
+from ..platform.process import ProcessMachine
+from ..remoteproc.state import RprocState
 from ..services.echo import ECHO_SERVICE, PING_COUNT, EchoService, run_ping
 from ..tools.bench import BenchResult, bench_rtt, bench_throughput
 from .common import (
     add_machine_options,
-    command_line,
     describe_machine,
     machine_from_args,
     spawn_remote,
 )
+from .rproc import add_rproc_parser
+from .rsc import add_rsc_parser
 
 EPILOG_ECHO = """\
 examples:
@@ -107,8 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "demo",
         help="run the echo demo on a simulated machine",
-        description="Start a Python echo remote as a separate process on a new virtual "
-        "machine, run the 480-message ping against it and print a summary.",
+        description="Boot the Python echo firmware through RemoteProc as a separate "
+        "process on a new virtual machine, run the 480-message ping against it and print "
+        "a summary.",
     )
     p.add_argument("--count", type=int, default=PING_COUNT, help="payloads (%(default)s)")
     p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
@@ -138,7 +146,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
     p.set_defaults(func=cmd_bench)
+
+    add_rsc_parser(sub)
+    add_rproc_parser(sub)
     return parser
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    # SIGTERM (e.g. a remoteproc stop) ends a command like Ctrl-C: cleanup runs, files go.
+    raise KeyboardInterrupt
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -152,11 +168,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # the reader went away (``openamp ... | head``): stop quietly, as Unix tools do
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
     except OpenAMPError as exc:
         print(f"openamp {args.command}: error: {exc}", file=sys.stderr)
         return 1
@@ -218,29 +240,38 @@ def cmd_ping(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """``openamp demo``: echo remote in a child process, ping from here, summary."""
+    """``openamp demo``: boot the echo firmware through RemoteProc, ping it, summarise."""
     t_start = time.perf_counter()
-    with spawn_remote(peer=None, timeout=args.timeout, wait="spin-then-block") as (remote, host):
-        rpmsg = host.start(timeout=args.timeout)
+    with ProcessMachine(start_timeout=args.timeout) as machine:
+        rproc = machine.remoteproc("echo")
+        rproc.start()
         t_up = time.perf_counter()
-        result = run_ping(rpmsg, count=args.count, timeout=args.timeout)
-        host.close()
-        code, out = remote.finish()
-    echo_line = next((ln for ln in out.splitlines() if "echoed" in ln), out.strip()[-200:])
+        assert rproc.rpmsg is not None
+        result = run_ping(rproc.rpmsg, count=args.count, timeout=args.timeout)
+        # destroying the ping endpoint tells the echo firmware to finish
+        try:
+            rproc.wait_state(RprocState.STOPPED, timeout=args.timeout)
+        except OpenAMPError:
+            rproc.stop()
+        trace = rproc.trace().strip().splitlines()
+        table = rproc.table
+        states = " -> ".join([str(rproc.history[0].old)] + [str(e.new) for e in rproc.history])
+        layout = machine.ops
+        rproc.shutdown()
     rtt = statistics.median(result.rtts) * 1e6 if result.rtts else 0.0
     sizes = f"{16 + 1}..{16 + min(args.count, 480)}" if args.count else "-"
     print("pyopenamp demo: the OpenAMP echo test on a simulated machine")
-    print(f"  machine   virtual {remote.machine_name!r}: {describe_machine(host)}")
     print(
-        f"            resource table at {host.layout.rsc_offset:#x}, vrings at "
-        f"{host.layout.vring0_da:#x}/{host.layout.vring1_da:#x} x {host.layout.vring_num}"
+        f"  machine   virtual {machine.name!r}: /dev/shm/{layout.shm_name} "
+        f"({layout.memory_size // 1024} KiB), doorbell {layout.event_path}"
     )
-    print(
-        f"  remote    pid {remote.proc.pid}: python {command_line(remote.command[1:4])} "
-        "(virtio device, socket server)"
-    )
-    print(f"            {echo_line.strip()} (exit status {code})")
-    print("  host      this process (virtio driver, socket client)")
+    if table is not None:
+        print(
+            f"  firmware  python echo, resource table at {rproc.table_da:#x} with "
+            f"{len(table.entries)} entries (carveout, trace, rpmsg vdev)"
+        )
+    print(f"  remoteproc {states}")
+    print("  host      this process (virtio driver); remote: a child process (virtio device)")
     print(
         f"  channel   {ECHO_SERVICE!r}: host {result.local_addr:#x} <-> remote "
         f"{result.remote_addr:#x}"
@@ -250,12 +281,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"payloads {sizes} bytes"
     )
     print(
-        f"  time      link up in {(t_up - t_start) * 1e3:.0f} ms; {result.elapsed * 1e3:.0f} ms "
-        f"for the test, median round trip {rtt:.1f} µs"
+        f"  time      remote up in {(t_up - t_start) * 1e3:.0f} ms; "
+        f"{result.elapsed * 1e3:.0f} ms for the test, median round trip {rtt:.1f} µs"
     )
+    for line in trace:
+        print(f"  trace     {line}")
     for line in result.problems:
         print(f"  problem   {line}")
-    ok = result.ok and code == 0
+    ok = result.ok and rproc.crash_count == 0
     print(f"result: {'PASS' if ok else 'FAIL'}")
     return 0 if ok else 1
 

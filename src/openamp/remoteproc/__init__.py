@@ -1,10 +1,37 @@
-"""Remote processor management: resource tables (and, later, ELF loading and life cycle).
+"""Remote processor management: life cycle, firmware loading and resource tables.
 
-:mod:`openamp.remoteproc.rsc_table` parses, builds and checks resource tables, the
-contract between a remote firmware and its host.  Everything here works on bytes and
-never does I/O.
+* :mod:`.rsc_table` — parse, build and check resource tables (the contract between a
+  firmware and its host);
+* :mod:`.elf`, :mod:`.store` — ELF images (pyelftools) and the stores they are read from;
+* :mod:`.core` — :class:`RemoteProc`, its :class:`RemoteprocOps` and resource handling;
+* :mod:`.state` — the life cycle as a transition table;
+* :mod:`.virtio` — a vdev entry of a live table as a virtio transport.
+
+Platforms (how memory is reached, how a core starts) live in :mod:`openamp.platform`.
 """
 
+from .core import (
+    Firmware,
+    Mapping,
+    MemoryMapOps,
+    RemoteProc,
+    RemoteprocOps,
+    StateEvent,
+    TraceBuffer,
+    VdevResource,
+)
+from .elf import (
+    COPY_CHUNK,
+    ELF_MAGIC,
+    RSC_TABLE_SECTION,
+    ElfImage,
+    MapCallback,
+    RscTableLocation,
+    Segment,
+    is_elf,
+    load_segments,
+)
+from .firmware import ElfFirmware
 from .rsc_table import (
     CARVEOUT,
     DEVMEM,
@@ -44,24 +71,39 @@ from .rsc_table import (
     Vendor,
     entry_type_name,
 )
+from .state import TRANSITIONS, RemoteprocStateError, RprocState
+from .store import (
+    STREAM_BACKLOG,
+    BytesImageStore,
+    FileImageStore,
+    ImageStore,
+    ImageStoreBase,
+    StreamingImageStore,
+    open_image,
+)
 
 __all__ = [
     "CARVEOUT",
+    "COPY_CHUNK",
     "DEVMEM",
+    "ELF_MAGIC",
     "FW_RSC_ADDR_ANY",
     "NAME_SIZE",
     "RSC_CARVEOUT",
     "RSC_DEVMEM",
     "RSC_LAST",
     "RSC_NOTIFY_ID_ANY",
+    "RSC_TABLE_SECTION",
     "RSC_TRACE",
     "RSC_VDEV",
     "RSC_VENDOR_END",
     "RSC_VENDOR_START",
+    "STREAM_BACKLOG",
     "TABLE_HDR",
     "TABLE_OFFSET",
     "TABLE_VERSION",
     "TRACE",
+    "TRANSITIONS",
     "VDEV",
     "VDEV_CONFIG_LEN_OFFSET",
     "VDEV_DFEATURES_OFFSET",
@@ -73,55 +115,36 @@ __all__ = [
     "VDEV_VRINGS_OFFSET",
     "VENDOR",
     "VIRTIO_ID_RPMSG",
+    "BytesImageStore",
     "Carveout",
     "Devmem",
-    "Entry",
-    "ResourceTable",
-    "Trace",
-    "UnknownEntry",
-    "Vdev",
-    "VdevVring",
-    "Vendor",
-    "entry_type_name",
-]
-
-# -- image stores and ELF loading --------------------------------------------------------
-
-from .elf import (
-    COPY_CHUNK,
-    ELF_MAGIC,
-    RSC_TABLE_SECTION,
-    ElfImage,
-    MapCallback,
-    RscTableLocation,
-    Segment,
-    is_elf,
-    load_segments,
-)
-from .store import (
-    STREAM_BACKLOG,
-    BytesImageStore,
-    FileImageStore,
-    ImageStore,
-    ImageStoreBase,
-    StreamingImageStore,
-    open_image,
-)
-
-__all__ += [
-    "COPY_CHUNK",
-    "ELF_MAGIC",
-    "RSC_TABLE_SECTION",
-    "STREAM_BACKLOG",
-    "BytesImageStore",
+    "ElfFirmware",
     "ElfImage",
+    "Entry",
     "FileImageStore",
+    "Firmware",
     "ImageStore",
     "ImageStoreBase",
     "MapCallback",
+    "Mapping",
+    "MemoryMapOps",
+    "RemoteProc",
+    "RemoteprocOps",
+    "RemoteprocStateError",
+    "ResourceTable",
+    "RprocState",
     "RscTableLocation",
     "Segment",
+    "StateEvent",
     "StreamingImageStore",
+    "Trace",
+    "TraceBuffer",
+    "UnknownEntry",
+    "Vdev",
+    "VdevResource",
+    "VdevVring",
+    "Vendor",
+    "entry_type_name",
     "is_elf",
     "load_segments",
     "open_image",
