@@ -241,3 +241,33 @@ def test_a_crash_moves_a_running_remote_to_crashed_and_recovery_restarts_it():
     assert rp.state is S.RUNNING and ops.started == 2
     # the table was written afresh
     assert ops.region("tcm").region.read_block(0x1000, 4) == b"\x01\0\0\0"
+
+
+def test_attach_adopts_the_table_a_bootloader_left_and_detach_lets_go():
+    ops = MemoryMapOps(
+        [("tcm", 0x0, 0x10000), ("ddr", 0x10000000, 0x100000)], loaded_table_da=0x1000
+    )
+    t = table(notifyid=0).to_bytes()
+    ops.region("tcm").region.write_block(0x1000, t)  # left there by the "bootloader"
+    ops.region("ddr").region.write_block(0x40000, b"running since boot\0")
+    rp = RemoteProc(ops)
+    rp.attach()
+    assert rp.state is S.ATTACHED and ops.attached == 1
+    assert rp.trace() == "running since boot"
+    assert rp.table.vdevs()[0].notifyid == 0 and len(rp.vdevs) == 1
+    assert ops.region("tcm").region.read_block(0x1000, len(t)) == t  # nothing rewritten
+    rp.detach()
+    assert rp.state is S.DETACHED and ops.detached == 1
+    rp.attach()
+    assert rp.state is S.ATTACHED
+    with pytest.raises(RemoteprocStateError, match="cannot start"):
+        rp.start()
+    rp.stop()
+    assert rp.state is S.STOPPED
+
+
+def test_attach_without_a_running_firmware_is_refused():
+    _, rp = machine()
+    with pytest.raises(ValueError, match="no firmware was left running"):
+        rp.attach()
+    assert rp.state is S.OFFLINE

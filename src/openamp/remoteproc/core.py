@@ -460,6 +460,31 @@ class RemoteProc:
         if target is not None:
             self._set_state(target, "recovered")
 
+    def adopt_table(self, da: int) -> ResourceTable:
+        """Take the live resource table at ``da`` as this remote's (for :meth:`attach`).
+
+        A remote started by someone else (a bootloader) has its table in memory already;
+        it is parsed where it is and its traces and vdevs are registered, but nothing is
+        mapped anew or written back: the values the firmware and the previous host
+        agreed on stay.  A bad table raises :class:`ResourceTableError`.
+        """
+        m = self.mmap(da=da, size=16)
+        region = m.region
+        raw = region.read_block(m.offset, region.size - m.offset)
+        table = ResourceTable.parse(raw)
+        size = table.size
+        raw = raw[:size] if len(raw) >= size else raw
+        handled = _Handled()
+        for entry, offset in zip(table.entries, table.offsets):
+            if isinstance(entry, Trace) and entry.da != FW_RSC_ADDR_ANY and entry.len:
+                tm = self.mmap(da=entry.da, size=entry.len)
+                handled.traces.append(TraceBuffer(entry.name, entry.da, entry.len, tm))
+            elif isinstance(entry, Vdev):
+                handled.vdevs.append(VdevResource(len(handled.vdevs), offset, entry))
+        self.table, self.table_da, self.table_bytes = table, da, bytes(raw)
+        self.traces, self.vdevs = handled.traces, handled.vdevs
+        return table
+
     # -- resources --------------------------------------------------------------------------
 
     def _handle_resources(self, table: ResourceTable, raw: bytearray) -> _Handled:
@@ -653,7 +678,14 @@ class MemoryMapOps(RemoteprocOps):
     that cannot run on this PC, say — or as the base of a platform that can run it.
     """
 
-    def __init__(self, regions: list[tuple[str, int, int]]) -> None:
+    def __init__(
+        self, regions: list[tuple[str, int, int]], *, loaded_table_da: int | None = None
+    ) -> None:
+        """``loaded_table_da``: where a bootloader left the table of a running
+        firmware, which :meth:`RemoteProc.attach` adopts."""
+        self.loaded_table_da = loaded_table_da
+        self.attached = 0
+        self.detached = 0
         self.regions = [
             Mapping(da, da, size, IoRegion(bytearray(size), phys_base=da, name=name), 0, name)
             for name, da, size in regions
@@ -691,3 +723,14 @@ class MemoryMapOps(RemoteprocOps):
     def notify(self, rproc: RemoteProc, notifyid: int) -> None:
         """Record the kick."""
         self.kicks.append(notifyid)
+
+    def attach(self, rproc: RemoteProc) -> None:
+        """Adopt the table a bootloader left at ``loaded_table_da``."""
+        if self.loaded_table_da is None:
+            raise UsageError("no firmware was left running: give loaded_table_da")
+        rproc.adopt_table(self.loaded_table_da)
+        self.attached += 1
+
+    def detach(self, rproc: RemoteProc) -> None:
+        """Record the detach; the memory (and the firmware in it) stays as it is."""
+        self.detached += 1
