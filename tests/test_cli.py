@@ -29,12 +29,26 @@ def test_echo_help_explains_the_machine_options() -> None:
     assert "shutdown message" in out
 
 
-def test_demo_runs_the_echo_test_and_passes() -> None:
+def test_demo_runs_every_demo_and_ends_with_a_table() -> None:
     r = openamp("demo")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "480 sent, 480 echoed, 0 errors" in r.stdout
+    assert "remoteproc  offline -> ready -> running -> stopped -> offline" in r.stdout
     assert "stopped: the host destroyed its endpoint" in r.stdout
-    assert r.stdout.rstrip().endswith("result: PASS")
+    assert "\nresults\n" in r.stdout
+    assert r.stdout.rstrip().endswith("demos passed)")
+    assert "result: PASS" in r.stdout
+
+
+def test_demo_runs_one_demo_by_name() -> None:
+    r = openamp("demo", "echo", "--count", "20")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "20 sent, 20 echoed" in r.stdout and "(1 of 1 demos passed)" in r.stdout
+
+
+def test_demo_rejects_an_unknown_name() -> None:
+    r = openamp("demo", "nosuch")
+    assert r.returncode == 1 and "no demo nosuch" in r.stderr
 
 
 def test_ping_exits_non_zero_when_echoes_are_missing(children, vm_name) -> None:

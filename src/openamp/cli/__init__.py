@@ -18,16 +18,14 @@ import os
 import signal
 import statistics
 import sys
-import time
 from collections.abc import Sequence
 from types import FrameType
 
 from .. import __version__
 from ..errors import OpenAMPError, UsageError
-from ..platform.process import ProcessMachine
-from ..remoteproc.state import RprocState
 from ..services.echo import ECHO_SERVICE, PING_COUNT, EchoService, run_ping
 from ..tools.bench import BenchResult, bench_rtt, bench_throughput
+from ..tools.demos import DEMOS, DemoOptions, results_table
 from .common import (
     add_machine_options,
     describe_machine,
@@ -113,12 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "demo",
-        help="run the echo demo on a simulated machine",
-        description="Boot the Python echo firmware through RemoteProc as a separate "
-        "process on a new virtual machine, run the 480-message ping against it and print "
-        "a summary.",
+        help="run the demos on a simulated machine",
+        description="Run every demo (or the NAMEs given) on fresh virtual machines: the "
+        "remote side is a Python firmware booted through RemoteProc as a separate process, "
+        "the host side runs here. Ends with a table of results.",
     )
-    p.add_argument("--count", type=int, default=PING_COUNT, help="payloads (%(default)s)")
+    p.add_argument("names", nargs="*", metavar="NAME", help=f"demos to run ({', '.join(DEMOS)})")
+    p.add_argument("--count", type=int, default=None, help="messages/rounds (default: as in C)")
     p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
     p.set_defaults(func=cmd_demo)
 
@@ -240,56 +239,31 @@ def cmd_ping(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    """``openamp demo``: boot the echo firmware through RemoteProc, ping it, summarise."""
-    t_start = time.perf_counter()
-    with ProcessMachine(start_timeout=args.timeout) as machine:
-        rproc = machine.remoteproc("echo")
-        rproc.start()
-        t_up = time.perf_counter()
-        assert rproc.rpmsg is not None
-        result = run_ping(rproc.rpmsg, count=args.count, timeout=args.timeout)
-        # destroying the ping endpoint tells the echo firmware to finish
-        try:
-            rproc.wait_state(RprocState.STOPPED, timeout=args.timeout)
-        except OpenAMPError:
-            rproc.stop()
-        trace = rproc.trace().strip().splitlines()
-        table = rproc.table
-        states = " -> ".join([str(rproc.history[0].old)] + [str(e.new) for e in rproc.history])
-        layout = machine.ops
-        rproc.shutdown()
-    rtt = statistics.median(result.rtts) * 1e6 if result.rtts else 0.0
-    sizes = f"{16 + 1}..{16 + min(args.count, 480)}" if args.count else "-"
-    print("pyopenamp demo: the OpenAMP echo test on a simulated machine")
+    """``openamp demo [NAME...]``: run the demos, each remote booted through RemoteProc."""
+    names = args.names or list(DEMOS)
+    unknown = [n for n in names if n not in DEMOS]
+    if unknown:
+        raise UsageError(f"no demo {', '.join(unknown)} (demos: {', '.join(DEMOS)})")
+    options = DemoOptions(timeout=args.timeout, count=args.count)
     print(
-        f"  machine   virtual {machine.name!r}: /dev/shm/{layout.shm_name} "
-        f"({layout.memory_size // 1024} KiB), doorbell {layout.event_path}"
+        "pyopenamp demo: OpenAMP demos on a simulated machine; each remote is a Python "
+        "firmware booted through RemoteProc as a separate process"
     )
-    if table is not None:
-        print(
-            f"  firmware  python echo, resource table at {rproc.table_da:#x} with "
-            f"{len(table.entries)} entries (carveout, trace, rpmsg vdev)"
-        )
-    print(f"  remoteproc {states}")
-    print("  host      this process (virtio driver); remote: a child process (virtio device)")
-    print(
-        f"  channel   {ECHO_SERVICE!r}: host {result.local_addr:#x} <-> remote "
-        f"{result.remote_addr:#x}"
-    )
-    print(
-        f"  messages  {result.sent} sent, {result.received} echoed, {result.errors} errors, "
-        f"payloads {sizes} bytes"
-    )
-    print(
-        f"  time      remote up in {(t_up - t_start) * 1e3:.0f} ms; "
-        f"{result.elapsed * 1e3:.0f} ms for the test, median round trip {rtt:.1f} µs"
-    )
-    for line in trace:
-        print(f"  trace     {line}")
-    for line in result.problems:
-        print(f"  problem   {line}")
-    ok = result.ok and rproc.crash_count == 0
-    print(f"result: {'PASS' if ok else 'FAIL'}")
+    results = []
+    for name in names:
+        r = DEMOS[name](options)
+        results.append(r)
+        print(f"\n{name}: {'PASS' if r.ok else 'FAIL'} — {r.summary}")
+        print(f"  remoteproc  {r.states}")
+        for line in r.trace:
+            print(f"  trace       {line}")
+        for line in r.details:
+            print(f"  note        {line}")
+    print("\nresults")
+    print(results_table(results))
+    passed = sum(r.ok for r in results)
+    ok = passed == len(results)
+    print(f"result: {'PASS' if ok else 'FAIL'} ({passed} of {len(results)} demos passed)")
     return 0 if ok else 1
 
 

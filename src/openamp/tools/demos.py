@@ -1,0 +1,106 @@
+"""The demos behind ``openamp demo``: each boots a Python firmware through RemoteProc on
+a fresh virtual machine, runs the host side in this process, and reports what happened.
+
+A demo is a function ``(options) -> DemoResult``; :data:`DEMOS` lists them in the order
+``openamp demo`` runs them.  The firmware side of each is a built-in Python firmware
+(:data:`openamp.firmware.BUILTIN`), so every demo is also a firmware you can boot with
+``openamp rproc run NAME``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..errors import OpenAMPError
+from ..platform.process import ProcessMachine
+from ..remoteproc.core import RemoteProc
+from ..remoteproc.state import RprocState
+from ..rpmsg.virtio import RpmsgVirtioDevice
+
+
+@dataclass
+class DemoOptions:
+    """What every demo may be told."""
+
+    timeout: float = 10.0
+    count: int | None = None
+    """Messages or rounds; None = the demo's C default."""
+    workdir: str | None = None
+    """Directory a demo may write into (the proxy's and RPC's root); None = a temporary one."""
+
+
+@dataclass
+class DemoResult:
+    """The outcome of one demo."""
+
+    name: str
+    ok: bool
+    summary: str
+    """One line for the results table."""
+    details: list[str] = field(default_factory=list)
+    elapsed: float = 0.0
+    states: str = ""
+    trace: list[str] = field(default_factory=list)
+
+
+def run_on_machine(
+    name: str,
+    firmware: str,
+    host: Callable[[RemoteProc, RpmsgVirtioDevice], tuple[bool, str, list[str]]],
+    options: DemoOptions,
+) -> DemoResult:
+    """Boot ``firmware``, run ``host(rproc, rpmsg)``, let the firmware finish, shut down."""
+    t0 = time.perf_counter()
+    with ProcessMachine(start_timeout=options.timeout) as machine:
+        rproc = machine.remoteproc(firmware)
+        try:
+            rproc.start()
+            assert rproc.rpmsg is not None
+            ok, summary, details = host(rproc, rproc.rpmsg)
+            try:
+                rproc.wait_state(RprocState.STOPPED, timeout=options.timeout)
+            except OpenAMPError:
+                details.append("the firmware did not finish by itself; stopped it")
+                rproc.stop()
+        except OpenAMPError as exc:
+            ok, summary, details = False, f"error: {exc}", list(machine.console[-5:])
+        trace = rproc.trace().strip().splitlines() if rproc.traces else []
+    states = " -> ".join([str(rproc.history[0].old)] + [str(e.new) for e in rproc.history])
+    if rproc.crash_count:
+        ok = False
+        details.append("the firmware crashed")
+    return DemoResult(name, ok, summary, details, time.perf_counter() - t0, states, trace)
+
+
+def demo_echo(options: DemoOptions) -> DemoResult:
+    """The echo test: 480 growing payloads echoed and checked."""
+    from ..services.echo import run_ping
+
+    def host(rproc: RemoteProc, rpmsg: RpmsgVirtioDevice) -> tuple[bool, str, list[str]]:
+        count = 480 if options.count is None else options.count
+        r = run_ping(rpmsg, count=count, timeout=options.timeout)
+        rtt = statistics.median(r.rtts) * 1e6 if r.rtts else 0.0
+        summary = f"{r.sent} sent, {r.received} echoed, {r.errors} errors, median rtt {rtt:.1f} µs"
+        return r.ok, summary, list(r.problems)
+
+    return run_on_machine("echo", "echo", host, options)
+
+
+DEMOS: dict[str, Callable[[DemoOptions], DemoResult]] = {
+    "echo": demo_echo,
+}
+"""Every demo, in the order ``openamp demo`` runs them."""
+
+
+def results_table(results: list[DemoResult]) -> str:
+    """A small table of demo results."""
+    width = max(len(r.name) for r in results)
+    lines = [f"  {'demo':<{width}}  result  time     what happened"]
+    for r in results:
+        lines.append(
+            f"  {r.name:<{width}}  {'PASS' if r.ok else 'FAIL':<6}  {r.elapsed:5.2f} s  {r.summary}"
+        )
+    return "\n".join(lines)
