@@ -152,3 +152,52 @@ def test_a_linux_generic_program_without_a_table_is_attached_as_client(
     rproc.stop()
     assert rproc.state is S.STOPPED
     assert not os.path.exists("/dev/shm/openamp.shm")
+
+
+def test_a_stopped_remote_starts_again_with_a_fresh_link(machine):
+    rproc = machine.remoteproc("echo")
+    rproc.start()
+    assert echo_once(rproc, b"first run") == b"first run"
+    rproc.stop()
+    rproc.config()
+    rproc.load(rproc.firmware)
+    rproc.start()
+    ept = rproc.rpmsg.endpoint(ECHO_SERVICE, timeout=10)
+    ept.send(b"second run")
+    assert ept.recv(timeout=5) == b"second run"
+
+
+def test_the_compiled_c_firmware_boots_through_remoteproc_and_echoes(machine, tmp_path_factory):
+    from firmware_build import build_echo_firmware
+
+    exe = build_echo_firmware(tmp_path_factory.mktemp("fw"))
+    rproc = machine.remoteproc(str(exe))
+    assert rproc.table_da == 0x70000
+    assert [t.name for t in rproc.traces] == ["trace0"]
+    rproc.start()
+    ept = rproc.rpmsg.endpoint(ECHO_SERVICE, timeout=10)
+    for payload in (b"from the host", bytes(range(256)) + bytes(240), b"\0"):
+        ept.send(payload)
+        assert ept.recv(timeout=5) == payload
+    assert "echo_fw: booted, table at 0x70000" in rproc.trace()
+    ept.destroy()  # NS destroy: the C firmware exits 0
+    rproc.wait_state(S.STOPPED, timeout=5)
+    assert "echoed 3 messages" in rproc.trace()
+
+
+def test_a_killed_c_firmware_is_crashed_and_recovered(machine, tmp_path_factory):
+    from firmware_build import build_echo_firmware
+
+    exe = build_echo_firmware(tmp_path_factory.mktemp("fw"))
+    rproc = machine.remoteproc(str(exe), recovery=True)
+    rproc.start()
+    ept = rproc.rpmsg.create_endpoint(ECHO_SERVICE)
+    ept.wait_bound(10)
+    os.kill(machine.ops.proc.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while rproc.crash_count == 0 or rproc.state is not S.RUNNING:
+        assert time.monotonic() < deadline, rproc.history
+        time.sleep(0.01)
+    ept.wait_bound(10)
+    ept.send(b"after recovery")
+    assert ept.recv(timeout=5) == b"after recovery"

@@ -309,3 +309,22 @@ def test_kicks_for_returned_buffers_are_suppressed_both_ways():
     assert p.kicks[Role.DRIVER][2] - kicks_before[0].get(2, 0) == 10
     assert p.kicks[Role.DEVICE][1] - kicks_before[1].get(1, 0) == 10
     assert RPMSG_ADDR_ANY not in (h.dest_addr,)
+
+
+def test_an_endpoint_created_after_the_announcement_binds_at_once(pair):
+    _, host, remote = pair
+    remote.create_endpoint(SERVICE, src=0x777)
+    host.wait_service(SERVICE, timeout=1)  # the announcement is consumed here
+    ept = host.create_endpoint(SERVICE)
+    assert ept.dest_addr == 0x777
+
+
+def test_a_closed_device_refuses_calls_with_a_typed_error(pair):
+    _, host, _ = pair
+    ept = host.create_endpoint("", dst=0x400)
+    host.close()
+    with pytest.raises(InvalidStateError):
+        host.send_offchannel(0x400, 0x400, b"x", 0)
+    with pytest.raises(EndpointClosedError):
+        ept.recv(timeout=0)
+    assert host.poll() == 0 and not host.has_rx_pending()

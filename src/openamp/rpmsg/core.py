@@ -358,7 +358,7 @@ class RpmsgDevice:
             return False
         deadline = Deadline(timeout)
         pending = self.has_rx_pending
-        while True:
+        while not self.closed:  # a closed device never changes again
             remaining = deadline.remaining()
             if remaining == 0.0:
                 return False
@@ -366,8 +366,7 @@ class RpmsgDevice:
             self.poll()
             if condition():
                 return True
-            if self.closed:
-                return False
+        return False
 
     # -- endpoints ------------------------------------------------------------------------
 
@@ -383,7 +382,8 @@ class RpmsgDevice:
 
         ``src``: local address, or ANY for the next dynamic one (1024..1151).  ``dst``:
         the peer's address, or ANY to learn it from the peer; with ANY and a name the
-        endpoint is announced to the peer (NS create).  ``callback(ept, payload, src)``
+        endpoint is announced to the peer (NS create), and bound at once if the peer
+        already announced that name.  ``callback(ept, payload, src)``
         receives messages; without one they queue for :meth:`Endpoint.recv`.
         """
         if self.closed:
@@ -403,6 +403,10 @@ class RpmsgDevice:
         ept = Endpoint(self, name, addr, dst, callback, on_unbind)
         self._endpoints[addr] = ept
         self._order.append(ept)
+        if name and dst == RPMSG_ADDR_ANY and name in self.services:
+            # The peer announced this service before the endpoint existed (the C library
+            # hands that case to ns_bind_cb); bind now, and still announce ourselves.
+            ept.dest_addr = self.services[name]
         if name and self.support_ns and dst == RPMSG_ADDR_ANY:
             try:
                 self._announce(ept)

@@ -317,7 +317,19 @@ class RpmsgVirtioDevice(RpmsgDevice):
 
     def has_rx_pending(self) -> bool:
         """Whether the peer has published messages not yet processed."""
-        return self._rvq.has_pending()
+        return not self.closed and self._rvq.has_pending()
+
+    def close(self) -> None:
+        """Destroy the endpoints (announcing it), then drop our views of the rings.
+
+        Afterwards every call raises :class:`InvalidStateError`; the shared memory can be
+        unmapped.  Idempotent.
+        """
+        if self.closed:
+            return
+        super().close()
+        self._rvq.release()
+        self._tvq.release()
 
     def poll(self) -> int:
         """Process every pending incoming message; return how many.
@@ -510,6 +522,8 @@ class RpmsgVirtioDevice(RpmsgDevice):
         """
         if dst == RPMSG_ADDR_ANY:
             raise EndpointNotBoundError("destination address ANY: the peer is not known yet")
+        if self.closed:
+            raise InvalidStateError("the rpmsg device is closed")
         n = len(data)
         if self._driver and n > self._tx_size - RPMSG_HDR_SIZE:
             raise PayloadTooLargeError(n, self._tx_size - RPMSG_HDR_SIZE)
@@ -548,6 +562,8 @@ class RpmsgVirtioDevice(RpmsgDevice):
 
     def get_tx_buffer(self, ept: Endpoint, timeout: float | None) -> TxBuffer:
         """Reserve a transmit buffer for ``ept`` to fill in place."""
+        if self.closed:
+            raise InvalidStateError("the rpmsg device is closed")
         off, size, head = self._get_tx_buffer() or self._wait_tx_buffer(timeout)
         return TxBuffer(self, ept, off, size, head)
 
