@@ -166,3 +166,22 @@ def test_indices_wrap_at_16_bits():
     h = drv.add_buffer(0, 16, False)
     assert dev.get_avail() == (h, 0, 16)
     assert drv._avail_idx == 0
+
+
+def test_a_ring_whose_parts_are_placed_apart_works():
+    # vhost-user and virtio 1.0 give desc, avail and used addresses separately.
+    mem = bytearray(0x4000)
+    ring = IoRegion(mem)
+    bufs = ring.subregion(0x3000, 0x1000)
+    layout = VringLayout(NUM, 16, base=0x1000, pa=0x1000, avail_at=0x200, used_at=0x2000)
+    assert (layout.avail, layout.used, layout.start) == (0x200, 0x2000, 0x200)
+    drv = Virtqueue(ring, layout, role=Role.DRIVER, buf_io=bufs, notify=lambda: None)
+    dev = Virtqueue(ring, layout, role=Role.DEVICE, buf_io=bufs, notify=lambda: None)
+    drv.init_driver_ring()
+    dev.attach_device()
+    head = drv.add_buffer(0x10, 32, writable=True)
+    assert struct.unpack_from("<H", mem, 0x202)[0] == 1  # avail.idx where we put it
+    assert dev.get_avail() == (head, 0x10, 32)
+    dev.add_used(head, 32)
+    assert struct.unpack_from("<H", mem, 0x2002)[0] == 1  # used.idx where we put it
+    assert drv.get_used() == (0x10, 32, 0)

@@ -87,6 +87,11 @@ class VringLayout:
     align: int
     base: int
     pa: int
+    avail_at: int | None = None
+    """Offset of the avail ring when the driver placed it on its own (vhost-user, virtio
+    1.0 split rings give three addresses); None = right after the descriptors."""
+    used_at: int | None = None
+    """Offset of the used ring when placed on its own; None = aligned after avail."""
 
     def __post_init__(self) -> None:
         if self.num <= 0 or self.num & (self.num - 1) or self.num > 32768:
@@ -95,6 +100,10 @@ class VringLayout:
             raise UsageError(f"vring align must be a power of two, got {self.align}")
         if self.pa % 16 or self.base % 2:
             raise UsageError(f"vring address {self.pa:#x} is not 16-byte aligned")
+        if self.avail_at is not None and (self.avail_at - self.base) % 2:
+            raise UsageError("the avail ring must be 2-byte aligned relative to the descriptors")
+        if self.used_at is not None and (self.used_at - self.base) % 4:
+            raise UsageError("the used ring must be 4-byte aligned relative to the descriptors")
 
     @property
     def desc(self) -> int:
@@ -104,6 +113,8 @@ class VringLayout:
     @property
     def avail(self) -> int:
         """Offset of the available ring header (flags)."""
+        if self.avail_at is not None:
+            return self.avail_at
         return self.base + DESC_SIZE * self.num
 
     @property
@@ -129,6 +140,8 @@ class VringLayout:
     @property
     def used(self) -> int:
         """Offset of the used ring header, aligned on the physical address."""
+        if self.used_at is not None:
+            return self.used_at
         end_pa = self.pa + DESC_SIZE * self.num + 4 + 2 * self.num + 2
         return self.base + align_up(end_pa, self.align) - self.pa
 
@@ -153,11 +166,16 @@ class VringLayout:
         return self.used + 4 + USED_ELEM_SIZE * self.num
 
     @property
+    def start(self) -> int:
+        """Offset of the lowest byte of the ring (parts may be placed apart)."""
+        return min(self.base, self.avail, self.used)
+
+    @property
     def end(self) -> int:
         """Offset one past the last byte of the ring."""
-        return self.avail_event + 2
+        return max(self.base + DESC_SIZE * self.num, self.used_event + 2, self.avail_event + 2)
 
     @property
     def size(self) -> int:
-        """Total bytes, equal to :func:`vring_size` when the ring is aligned."""
-        return self.end - self.base
+        """Bytes from :attr:`start` to :attr:`end`; :func:`vring_size` for a packed ring."""
+        return self.end - self.start

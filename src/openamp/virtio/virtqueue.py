@@ -94,7 +94,7 @@ class Virtqueue:
     ) -> None:
         if sys.byteorder != "little":
             raise UsageError("virtqueues in shared memory need a little-endian host")
-        ring_io.check(layout.base, layout.size)
+        ring_io.check(layout.start, layout.size)
         self.role = role
         self.index = index
         self.name = name or f"vq{index}"
@@ -108,7 +108,9 @@ class Virtqueue:
         self.kicks = 0
         """How many times :meth:`kick` actually notified the peer."""
 
-        base = layout.base
+        base = layout.start
+        if base % 2 != layout.base % 2:
+            raise UsageError(f"{self.name}: ring parts are not 2-byte aligned to each other")
         self._mem = ring_io.mem
         # u16 view of the ring: index i is the u16 at byte offset base + 2*i
         self._m16 = ring_io.mem[base : base + layout.size].cast("H")
@@ -116,6 +118,7 @@ class Virtqueue:
         self._buf_size = buf_io.size
         self._mask = layout.num - 1
         self._desc = layout.desc
+        self._i_desc = (layout.desc - base) // 2
         self._i_avail_flags = (layout.avail_flags - base) // 2
         self._i_avail_idx = (layout.avail_idx - base) // 2
         self._i_avail_ring = (layout.avail_ring - base) // 2
@@ -150,10 +153,11 @@ class Virtqueue:
         after ``virtio_create_virtqueues`` zeroed ``vring_size`` bytes).
         """
         self._require(Role.DRIVER, "init_driver_ring")
-        self.ring_io.fill(self.layout.base, self.layout.size)
+        self.ring_io.fill(self.layout.start, self.layout.size)
         m16 = self._m16
+        d = (self._desc - self.layout.start) // 2
         for i, nxt in enumerate(self._next):
-            m16[8 * i + 7] = nxt  # desc[i].next: byte 14 of a 16-byte descriptor
+            m16[d + 8 * i + 7] = nxt  # desc[i].next: byte 14 of a 16-byte descriptor
         self._avail_idx = 0
         self._last_used = 0
         self._free_head = 0
@@ -243,7 +247,7 @@ class Virtqueue:
         # free the descriptor: it becomes the new free-list head (C vq_ring_free_chain)
         self._cookie[head] = None
         self._next[head] = self._free_head
-        m16[8 * head + 7] = self._free_head
+        m16[self._i_desc + 8 * head + 7] = self._free_head
         self._free_head = head
         self._free_count += 1
         return cookie, length, slot
