@@ -17,9 +17,10 @@ import struct
 import time
 from dataclasses import dataclass, field
 
-from ..errors import MessageError, OpenAMPTimeoutError, PeerGoneError, UsageError
+from ..errors import MessageError, OpenAMPTimeoutError, UsageError
 from ..rpmsg.core import Endpoint, RpmsgDevice
 from ..rpmsg.wire import SHUTDOWN_MSG
+from .base import Service
 
 log = logging.getLogger("openamp.services.echo")
 
@@ -51,26 +52,25 @@ class EchoStats:
     stop_reason: str = ""
 
 
-class EchoService:
+class EchoService(Service):
     """Echo every message on ``name`` back to its sender (see the module docstring)."""
+
+    SERVICE_NAME = ECHO_SERVICE
 
     def __init__(
         self, rpmsg: RpmsgDevice, name: str = ECHO_SERVICE, *, count: int = 0, max_size: int = 0
     ) -> None:
         """``count``: stop after that many echoes (0: no limit); ``max_size``: do not echo
         payloads longer than that many bytes, count them as ``rejected`` (0: any)."""
-        self.rpmsg = rpmsg
         self.count = count
         self.max_size = max_size
         self.stats = EchoStats()
-        self._stop = ""
-        self.endpoint: Endpoint = rpmsg.create_endpoint(
-            name, callback=self._on_message, on_unbind=self._on_unbind
-        )
+        super().__init__(rpmsg, name)
 
-    def _on_message(self, ept: Endpoint, data: memoryview, src: int) -> None:
+    def on_message(self, ept: Endpoint, data: memoryview, src: int) -> None:
+        """Send ``data`` back to ``src``, unless it is the shutdown message."""
         if is_shutdown(data):
-            self._stop = "shutdown message"
+            self.stop("shutdown message")
             return
         if self.max_size and len(data) > self.max_size:
             self.stats.rejected += 1
@@ -80,29 +80,11 @@ class EchoService:
         self.stats.messages += 1
         self.stats.bytes += len(data)
         if self.count and self.stats.messages >= self.count:
-            self._stop = f"{self.count} messages echoed"
-
-    def _on_unbind(self, ept: Endpoint) -> None:
-        self._stop = "the host destroyed its endpoint"
-
-    def stop(self, reason: str = "stopped") -> None:
-        """Ask :meth:`run` to return."""
-        self._stop = reason
+            self.stop(f"{self.count} messages echoed")
 
     def run(self, timeout: float | None = None) -> EchoStats:
         """Serve until a stop condition or ``timeout`` seconds (None = no limit)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            while not self._stop:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    self._stop = f"time limit of {timeout} s"
-                    break
-                self.rpmsg.wait_until(lambda: bool(self._stop), remaining)
-        except PeerGoneError:
-            self._stop = "the host disconnected"
-        self.stats.stop_reason = self._stop
-        self.endpoint.destroy()
+        self.stats.stop_reason = self.serve(timeout)
         return self.stats
 
 
