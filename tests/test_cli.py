@@ -87,3 +87,26 @@ def test_bench_throughput_prints_a_table() -> None:
     r = openamp("bench", "throughput", "--size", "496", "--count", "3000", "--runs", "1")
     assert r.returncode == 0, r.stderr
     assert "messages/s each way" in r.stdout and "MB/s each way" in r.stdout
+
+
+def test_openamp_matrix_host_against_the_matrix_remote(children, vm_name) -> None:
+    remote = children.openamp(
+        "matrix", "--role", "device", "--machine", "virtual", "--name", vm_name
+    )
+    r = openamp(
+        "matrix", "--machine", "virtual", "--name", vm_name, "--rounds", "20", "--seed", "7"
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "seed 7" in r.stdout
+    rc, out, err = children.result(remote)
+    assert rc == 0, out + err
+
+
+def test_openamp_sample_host_against_the_sample_remote(children, vm_name) -> None:
+    remote = children.openamp(
+        "sample", "--role", "device", "--machine", "virtual", "--name", vm_name
+    )
+    r = openamp("sample", "--machine", "virtual", "--name", vm_name)
+    assert r.returncode == 0, r.stdout + r.stderr
+    rc, out, err = children.result(remote)
+    assert rc == 0, out + err

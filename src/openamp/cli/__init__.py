@@ -7,6 +7,9 @@ Subcommands are thin programs on the public API (as python-can's tools are):
 * ``openamp demo``  — the echo firmware booted through RemoteProc, and the ping against it
 * ``openamp rproc run`` — boot a firmware on a virtual machine and stream its trace
 * ``openamp bench`` — round-trip latency and throughput of a link
+* ``openamp matrix`` — matrix multiply (C ``matrix_multiply``/``matrix_multiplyd``)
+* ``openamp sample`` — the Linux rpmsg-client-sample (C ``rpmsg-sample-ping``/``-echo``)
+* ``openamp rsc`` — show, check and build resource tables
 """
 
 from __future__ import annotations
@@ -32,8 +35,10 @@ from .common import (
     machine_from_args,
     spawn_remote,
 )
+from .matrix import add_matrix_parser
 from .rproc import add_rproc_parser
 from .rsc import add_rsc_parser
+from .sample import add_sample_parser
 
 EPILOG_ECHO = """\
 examples:
@@ -146,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
     p.set_defaults(func=cmd_bench)
 
+    add_matrix_parser(sub)
+    add_sample_parser(sub)
     add_rsc_parser(sub)
     add_rproc_parser(sub)
     return parser

@@ -35,7 +35,11 @@ POOL_DA, POOL_SIZE = 0x10000, 0x40000
 TRACE_DA, TRACE_SIZE = 0x60000, 0x1000
 VRING0_DA, VRING1_DA, VRING_NUM, VRING_ALIGN = 0x4000, 0x8000, 256, 0x1000
 
-BUILTIN = {"echo": "openamp.firmware.echo"}
+BUILTIN = {
+    "echo": "openamp.firmware.echo",
+    "matrix": "openamp.firmware.matrix",
+    "sample": "openamp.firmware.sample",
+}
 """Built-in Python firmware: name -> module."""
 
 

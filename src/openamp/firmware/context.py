@@ -8,8 +8,10 @@ the doorbell and brings up the rpmsg device in the virtio device role.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
+from collections.abc import Iterator
 from types import FrameType
 
 from ..errors import OpenAMPError, UsageError
@@ -22,6 +24,19 @@ from ..remoteproc.rsc_table import RSC_VDEV, ResourceTable, Trace
 from ..remoteproc.virtio import RscVdevTransport
 from ..rpmsg.virtio import RpmsgVirtioDevice
 from ..virtio.virtqueue import Role
+
+
+class _TraceHandler(logging.Handler):
+    """Log records as lines in a firmware's trace buffer."""
+
+    def __init__(self, ctx: FirmwareContext, prefix: str) -> None:
+        super().__init__(logging.INFO)
+        self.ctx = ctx
+        self.prefix = prefix
+
+    def emit(self, record: logging.LogRecord) -> None:
+        level = "" if record.levelno <= logging.INFO else f"{record.levelname.lower()}: "
+        self.ctx.trace(f"{self.prefix}: {level}{record.getMessage()}")
 
 
 def _env(name: str) -> str:
@@ -104,6 +119,22 @@ class FirmwareContext:
         data = data[:room]
         self.memory.write_block(t.da + self._trace_pos, data + b"\0")
         self._trace_pos += len(data)
+
+    @contextlib.contextmanager
+    def log_to_trace(self, logger: logging.Logger, prefix: str) -> Iterator[None]:
+        """Copy ``logger``'s records of level INFO and above into the trace buffer.
+
+        Services log their steps; a firmware shows them to the host this way.
+        """
+        handler = _TraceHandler(self, prefix)
+        logger.addHandler(handler)
+        old_level = logger.level
+        logger.setLevel(logging.INFO)
+        try:
+            yield
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(old_level)
 
     def close(self) -> None:
         """Destroy the endpoints (announcing it), disconnect and unmap."""

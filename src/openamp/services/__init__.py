@@ -1,5 +1,32 @@
-"""Services on top of rpmsg: the echo demo now; proxy, RPC and the other demos to come."""
+"""Services on top of rpmsg, both sides of each, compatible with the C demos.
 
+* :mod:`.echo` — the echo service and ping (``rpmsg-echo`` / ``msg-test-rpmsg-ping``)
+* :mod:`.matrix` — matrix multiply (``matrix_multiplyd`` / ``matrix_multiply``)
+* :mod:`.sample` — the Linux rpmsg-client-sample (``rpmsg-sample-echo`` / ``-ping``)
+* :mod:`.base` — the :class:`Service` base class the remote sides share
+"""
+
+from .base import Service
 from .echo import ECHO_SERVICE, EchoService, EchoStats, PingResult, ping_payload, run_ping
+from .matrix import Matrix, MatrixResult, MatrixService, multiply, run_matrix
+from .sample import GOODBYE, HELLO, SampleEcho, SampleResult, run_sample
 
-__all__ = ["ECHO_SERVICE", "EchoService", "EchoStats", "PingResult", "ping_payload", "run_ping"]
+__all__ = [
+    "ECHO_SERVICE",
+    "GOODBYE",
+    "HELLO",
+    "EchoService",
+    "EchoStats",
+    "Matrix",
+    "MatrixResult",
+    "MatrixService",
+    "PingResult",
+    "SampleEcho",
+    "SampleResult",
+    "Service",
+    "multiply",
+    "ping_payload",
+    "run_matrix",
+    "run_ping",
+    "run_sample",
+]

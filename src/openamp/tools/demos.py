@@ -89,8 +89,37 @@ def demo_echo(options: DemoOptions) -> DemoResult:
     return run_on_machine("echo", "echo", host, options)
 
 
+def demo_matrix(options: DemoOptions) -> DemoResult:
+    """Matrix multiply: random 6x6 pairs multiplied by the remote and checked."""
+    from ..services.matrix import run_matrix
+
+    def host(rproc: RemoteProc, rpmsg: RpmsgVirtioDevice) -> tuple[bool, str, list[str]]:
+        rounds = 200 if options.count is None else options.count
+        r = run_matrix(rpmsg, rounds=rounds, timeout=options.timeout)
+        summary = f"{r.received} of {r.sent} products correct ({r.errors} errors), seed {r.seed}"
+        return r.ok, summary, list(r.problems)
+
+    return run_on_machine("matrix", "matrix", host, options)
+
+
+def demo_sample(options: DemoOptions) -> DemoResult:
+    """The Linux rpmsg-client-sample: hello world! x 99, goodbye!, the remote's NS destroy."""
+    from ..services.sample import run_sample
+
+    def host(rproc: RemoteProc, rpmsg: RpmsgVirtioDevice) -> tuple[bool, str, list[str]]:
+        count = 100 if options.count is None else options.count
+        r = run_sample(rpmsg, count=count, timeout=options.timeout)
+        end = "the remote destroyed its endpoint" if r.remote_destroyed else "no NS destroy"
+        summary = f"{r.received} of {r.sent} messages echoed, {r.errors} errors; {end}"
+        return r.ok, summary, list(r.problems)
+
+    return run_on_machine("sample", "sample", host, options)
+
+
 DEMOS: dict[str, Callable[[DemoOptions], DemoResult]] = {
     "echo": demo_echo,
+    "matrix": demo_matrix,
+    "sample": demo_sample,
 }
 """Every demo, in the order ``openamp demo`` runs them."""
 
