@@ -8,6 +8,7 @@ Subcommands are thin programs on the public API (as python-can's tools are):
 * ``openamp rproc run`` — boot a firmware on a virtual machine and stream its trace
 * ``openamp bench`` — round-trip latency and throughput of a link
 * ``openamp matrix`` — matrix multiply (C ``matrix_multiply``/``matrix_multiplyd``)
+* ``openamp proxy`` — the retarget proxy: a remote uses the host's files and console
 * ``openamp sample`` — the Linux rpmsg-client-sample (C ``rpmsg-sample-ping``/``-echo``)
 * ``openamp rsc`` — show, check and build resource tables
 """
@@ -36,6 +37,7 @@ from .common import (
     spawn_remote,
 )
 from .matrix import add_matrix_parser
+from .proxy import add_proxy_parser
 from .rproc import add_rproc_parser
 from .rsc import add_rsc_parser
 from .sample import add_sample_parser
@@ -152,6 +154,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bench)
 
     add_matrix_parser(sub)
+    add_proxy_parser(sub)
     add_sample_parser(sub)
     add_rsc_parser(sub)
     add_rproc_parser(sub)

@@ -38,6 +38,7 @@ VRING0_DA, VRING1_DA, VRING_NUM, VRING_ALIGN = 0x4000, 0x8000, 256, 0x1000
 BUILTIN = {
     "echo": "openamp.firmware.echo",
     "matrix": "openamp.firmware.matrix",
+    "proxy": "openamp.firmware.proxy_demo",
     "sample": "openamp.firmware.sample",
 }
 """Built-in Python firmware: name -> module."""

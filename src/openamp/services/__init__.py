@@ -2,6 +2,7 @@
 
 * :mod:`.echo` — the echo service and ping (``rpmsg-echo`` / ``msg-test-rpmsg-ping``)
 * :mod:`.matrix` — matrix multiply (``matrix_multiplyd`` / ``matrix_multiply``)
+* :mod:`.proxy` — the retarget proxy: the remote's files and console on the host (``rpc_demo``)
 * :mod:`.sample` — the Linux rpmsg-client-sample (``rpmsg-sample-echo`` / ``-ping``)
 * :mod:`.base` — the :class:`Service` base class the remote sides share
 """
@@ -9,6 +10,7 @@
 from .base import Service
 from .echo import ECHO_SERVICE, EchoService, EchoStats, PingResult, ping_payload, run_ping
 from .matrix import Matrix, MatrixResult, MatrixService, multiply, run_matrix
+from .proxy import ProxyClient, ProxyError, ProxyServer, ProxyStats
 from .sample import GOODBYE, HELLO, SampleEcho, SampleResult, run_sample
 
 __all__ = [
@@ -21,6 +23,10 @@ __all__ = [
     "MatrixResult",
     "MatrixService",
     "PingResult",
+    "ProxyClient",
+    "ProxyError",
+    "ProxyServer",
+    "ProxyStats",
     "SampleEcho",
     "SampleResult",
     "Service",

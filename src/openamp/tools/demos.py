@@ -102,6 +102,38 @@ def demo_matrix(options: DemoOptions) -> DemoResult:
     return run_on_machine("matrix", "matrix", host, options)
 
 
+def demo_proxy(options: DemoOptions) -> DemoResult:
+    """The retarget proxy: the remote creates, writes and reads back a file on the host."""
+    import io
+    import tempfile
+    from pathlib import Path
+
+    from ..services.proxy import DEMO_FILE, ProxyServer
+
+    def host(rproc: RemoteProc, rpmsg: RpmsgVirtioDevice) -> tuple[bool, str, list[str]]:
+        with tempfile.TemporaryDirectory(prefix="openamp-proxy-") as tmp:
+            root = Path(options.workdir or tmp)
+            console = io.StringIO()
+            server = ProxyServer(
+                rpmsg,
+                root,
+                stdin=io.StringIO("typed on the host\n"),
+                stdout=console,
+                stderr=console,
+            )
+            stats = server.run(timeout=options.timeout)
+            written = root / DEMO_FILE
+            content = written.read_text(errors="replace") if written.exists() else ""
+        lines = [f"file {DEMO_FILE}: {content.strip()!r}"]
+        lines += [f"console: {ln}" for ln in console.getvalue().splitlines()]
+        lines += [f"refused: {p}" for p in stats.problems]
+        calls = ", ".join(f"{n} {k}" for k, n in sorted(stats.calls.items()))
+        ok = bool(content) and "terminate" in stats.stop_reason and not stats.dropped
+        return ok, f"{calls}; stopped: {stats.stop_reason}", lines
+
+    return run_on_machine("proxy", "proxy", host, options)
+
+
 def demo_sample(options: DemoOptions) -> DemoResult:
     """The Linux rpmsg-client-sample: hello world! x 99, goodbye!, the remote's NS destroy."""
     from ..services.sample import run_sample
@@ -119,6 +151,7 @@ def demo_sample(options: DemoOptions) -> DemoResult:
 DEMOS: dict[str, Callable[[DemoOptions], DemoResult]] = {
     "echo": demo_echo,
     "matrix": demo_matrix,
+    "proxy": demo_proxy,
     "sample": demo_sample,
 }
 """Every demo, in the order ``openamp demo`` runs them."""

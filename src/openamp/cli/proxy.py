@@ -1,0 +1,109 @@
+"""``openamp proxy``: the retarget proxy host (C ``rpc_demod``) or its demo remote (``rpc_demo``).
+
+With ``--role driver`` (the default) this is the host: it serves the remote's file
+requests in ``--root`` and passes its console through (the remote's output on stdout,
+this terminal's input to the remote); our own status lines go to stderr so that stdout
+is the remote's console only.  With ``--role device`` it is the demo remote.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ..services.proxy import PROXY_SERVICE, ProxyServer, run_proxy_demo
+from .common import add_machine_options, describe_machine, machine_from_args
+
+EPILOG = """\
+examples:
+  openamp proxy --root /tmp/share                 # the host for the C rpc_demo (start it first)
+  openamp proxy --role device                     # the demo remote, for the C rpc_demod
+
+  openamp proxy --role device --machine virtual --name lab1 &
+  openamp proxy --machine virtual --name lab1 --root /tmp/share
+
+The host serves open/read/write/close for files under --root (the remote cannot leave
+it: absolute paths, '..' and symbolic links out of it are refused), passes fd 1 and 2 to
+its stdout and stderr and its stdin to fd 0, and stops when the remote sends the
+terminate request or destroys its endpoint.  Exit status: host 0 when the remote ended
+the session, 1 otherwise; remote 0 when every demo step succeeded.
+"""
+
+
+def add_proxy_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``openamp proxy``."""
+    p = sub.add_parser(
+        "proxy",
+        help="serve a remote's file and console I/O (C rpc_demod), or run the demo remote",
+        description="The retarget proxy on rpmsg-openamp-demo-channel. Driver role: the "
+        "host that serves file and console requests (C rpc_demod). Device role: the demo "
+        "remote (C rpc_demo) that writes, reads back and closes remote.file, talks on the "
+        "host's console, checks that escapes are refused and terminates.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_machine_options(p, role="driver")
+    p.add_argument(
+        "--root",
+        default=".",
+        metavar="DIR",
+        help="host: the directory the remote's file names are relative to "
+        "(default: the current directory)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no status lines")
+    p.set_defaults(func=cmd_proxy)
+
+
+def cmd_proxy(args: argparse.Namespace) -> int:
+    """``openamp proxy``."""
+    if args.role == "device":
+        return _remote(args)
+    return _host(args)
+
+
+def _status(args: argparse.Namespace, line: str) -> None:
+    if not args.quiet:
+        print(f"proxy: {line}", file=sys.stderr, flush=True)
+
+
+def _host(args: argparse.Namespace) -> int:
+    root = os.path.abspath(args.root)
+    machine = machine_from_args(args)
+    try:
+        _status(args, f"host, socket {machine.socket_role}, {describe_machine(machine)}")
+        _status(args, "waiting for the remote ...")
+        rpmsg = machine.start(timeout=args.timeout)
+        server = ProxyServer(rpmsg, root)
+        _status(args, f"serving {PROXY_SERVICE!r} at {server.endpoint.addr:#x}, root {root}")
+        stats = server.run()
+    finally:
+        machine.close()
+    for line in stats.problems:
+        _status(args, f"problem: {line}")
+    calls = ", ".join(f"{n} {k}" for k, n in sorted(stats.calls.items())) or "no requests"
+    _status(
+        args,
+        f"{calls}; {stats.bytes_written} bytes written, {stats.bytes_read} read, "
+        f"{stats.errors} refused, {stats.dropped} dropped; stopped: {stats.stop_reason}",
+    )
+    ended_by_remote = stats.stop_reason in (
+        "the remote sent the terminate request",
+        "the remote destroyed its endpoint",
+    )
+    return 0 if ended_by_remote else 1
+
+
+def _remote(args: argparse.Namespace) -> int:
+    machine = machine_from_args(args)
+    try:
+        if not args.quiet:
+            print(f"proxy: remote, socket {machine.socket_role}, {describe_machine(machine)}")
+        rpmsg = machine.start(timeout=args.timeout)
+        result = run_proxy_demo(
+            rpmsg, report=lambda line: print(line, flush=True), timeout=args.timeout
+        )
+    finally:
+        machine.close()
+    print(f"proxy demo: {'PASS' if result.ok else 'FAIL'}", flush=True)
+    return 0 if result.ok else 1
