@@ -9,6 +9,7 @@ A demo is a function ``(options) -> DemoResult``; :data:`DEMOS` lists them in th
 
 from __future__ import annotations
 
+import logging
 import statistics
 import time
 from collections.abc import Callable
@@ -121,7 +122,13 @@ def demo_proxy(options: DemoOptions) -> DemoResult:
                 stdout=console,
                 stderr=console,
             )
-            stats = server.run(timeout=options.timeout)
+            quiet = logging.getLogger("openamp.services.proxy")
+            level = quiet.level
+            quiet.setLevel(logging.ERROR)  # the refusals are expected; they are listed below
+            try:
+                stats = server.run(timeout=options.timeout)
+            finally:
+                quiet.setLevel(level)
             written = root / DEMO_FILE
             content = written.read_text(errors="replace") if written.exists() else ""
         lines = [f"file {DEMO_FILE}: {content.strip()!r}"]
