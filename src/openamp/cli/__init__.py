@@ -9,6 +9,7 @@ Subcommands are thin programs on the public API (as python-can's tools are):
 * ``openamp bench`` — round-trip latency and throughput of a link
 * ``openamp matrix`` — matrix multiply (C ``matrix_multiply``/``matrix_multiplyd``)
 * ``openamp proxy`` — the retarget proxy: a remote uses the host's files and console
+* ``openamp rpc`` — RPC on ``rpmsg-rpc`` (C ``linux_rpc_demod``/``linux_rpc_demo``)
 * ``openamp sample`` — the Linux rpmsg-client-sample (C ``rpmsg-sample-ping``/``-echo``)
 * ``openamp rsc`` — show, check and build resource tables
 """
@@ -38,6 +39,7 @@ from .common import (
 )
 from .matrix import add_matrix_parser
 from .proxy import add_proxy_parser
+from .rpc import add_rpc_parser
 from .rproc import add_rproc_parser
 from .rsc import add_rsc_parser
 from .sample import add_sample_parser
@@ -155,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_matrix_parser(sub)
     add_proxy_parser(sub)
+    add_rpc_parser(sub)
     add_sample_parser(sub)
     add_rsc_parser(sub)
     add_rproc_parser(sub)

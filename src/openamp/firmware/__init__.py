@@ -39,6 +39,7 @@ BUILTIN = {
     "echo": "openamp.firmware.echo",
     "matrix": "openamp.firmware.matrix",
     "proxy": "openamp.firmware.proxy_demo",
+    "rpc": "openamp.firmware.rpc_demo",
     "sample": "openamp.firmware.sample",
 }
 """Built-in Python firmware: name -> module."""

@@ -141,6 +141,42 @@ def demo_proxy(options: DemoOptions) -> DemoResult:
     return run_on_machine("proxy", "proxy", host, options)
 
 
+def demo_rpc(options: DemoOptions) -> DemoResult:
+    """RPC on rpmsg-rpc: the remote opens, writes, reads back and closes a host file."""
+    import io
+    import tempfile
+    from pathlib import Path
+
+    from ..services.rpc import DEMO_FILE, RpcFileServer
+
+    def host(rproc: RemoteProc, rpmsg: RpmsgVirtioDevice) -> tuple[bool, str, list[str]]:
+        with tempfile.TemporaryDirectory(prefix="openamp-rpc-") as tmp:
+            root = Path(options.workdir or tmp)
+            console = io.BytesIO()
+            server = RpcFileServer(
+                rpmsg,
+                root,
+                stdin=io.BytesIO(b"Ada\n36\n3.14\n"),
+                stdout=console,
+                stderr=console,
+            )
+            stats = server.run(timeout=options.timeout)
+            written = root / DEMO_FILE
+            content = written.read_bytes().decode(errors="replace") if written.exists() else ""
+        lines = [f"file {DEMO_FILE}: {content.strip()!r}"]
+        lines += [
+            f"console: {ln}" for ln in console.getvalue().decode(errors="replace").splitlines()
+        ]
+        ok = bool(content) and stats.errors == 0 and "terminate" in stats.stop_reason
+        summary = (
+            f"{stats.requests} requests, {stats.answers} answered, {stats.errors} errors; "
+            f"stopped: {stats.stop_reason}"
+        )
+        return ok, summary, lines
+
+    return run_on_machine("rpc", "rpc", host, options)
+
+
 def demo_sample(options: DemoOptions) -> DemoResult:
     """The Linux rpmsg-client-sample: hello world! x 99, goodbye!, the remote's NS destroy."""
     from ..services.sample import run_sample
@@ -159,6 +195,7 @@ DEMOS: dict[str, Callable[[DemoOptions], DemoResult]] = {
     "echo": demo_echo,
     "matrix": demo_matrix,
     "proxy": demo_proxy,
+    "rpc": demo_rpc,
     "sample": demo_sample,
 }
 """Every demo, in the order ``openamp demo`` runs them."""
@@ -166,7 +203,7 @@ DEMOS: dict[str, Callable[[DemoOptions], DemoResult]] = {
 
 def results_table(results: list[DemoResult]) -> str:
     """A small table of demo results."""
-    width = max(len(r.name) for r in results)
+    width = max([len("demo")] + [len(r.name) for r in results])
     lines = [f"  {'demo':<{width}}  result  time     what happened"]
     for r in results:
         lines.append(
