@@ -346,3 +346,29 @@ def test_factory_rejects_an_unknown_name_listing_the_valid_ones() -> None:
 def test_bad_parameters_are_usage_errors(make: Callable[[], WaitStrategy]) -> None:
     with pytest.raises(UsageError):
         make()
+
+
+@pytest.mark.parametrize("make", [BlockingWait, lambda: SpinThenBlockWait(spin_us=10)])
+def test_arm_is_called_once_before_blocking_and_can_end_the_wait(make) -> None:
+    a, _ = InProcessDoorbell.pair()
+    calls = []
+
+    def arm() -> bool:
+        calls.append(1)
+        return True  # "work arrived while notifications were off"
+
+    assert make().wait(a, lambda: False, timeout=5.0, arm=arm) is True
+    assert calls == [1]
+
+
+def test_an_armed_wait_still_wakes_on_a_later_kick() -> None:
+    a, b = InProcessDoorbell.pair()
+    work: list[int] = []
+    armed: list[int] = []
+    t = threading.Thread(target=lambda: (time.sleep(0.05), work.append(1), b.kick()))
+    t.start()
+    try:
+        ok = BlockingWait().wait(a, lambda: bool(work), 5.0, arm=lambda: bool(armed.append(1)))
+    finally:
+        t.join()
+    assert ok and armed == [1]

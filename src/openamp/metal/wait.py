@@ -48,6 +48,9 @@ __all__ = [
 ]
 
 Ready = Callable[[], bool]
+Arm = Callable[[], bool]
+"""Called once just before a strategy blocks: re-enables the peer's notifications and
+returns True if work arrived while they were off (then the wait ends without blocking)."""
 
 
 def _deadline(timeout: float | None) -> float | None:
@@ -65,10 +68,19 @@ def _drain_then_ready(doorbell: Doorbell, ready: Ready) -> bool:
     return ready()
 
 
-def _block(doorbell: Doorbell, ready: Ready, deadline: float | None) -> bool:
+def _block(
+    doorbell: Doorbell, ready: Ready, deadline: float | None, arm: Arm | None = None
+) -> bool:
     while True:
         if _drain_then_ready(doorbell, ready):
             return True
+        if arm is not None:
+            # The peer was told not to kick while we polled; ask for kicks again and
+            # re-check, or a message published in between would sleep with us.
+            if arm():
+                return True
+            arm = None
+            continue
         if deadline is None:
             doorbell.wait_readable(None)
             continue
@@ -111,14 +123,17 @@ class WaitStrategy(abc.ABC):
     name: str = ""
 
     @abc.abstractmethod
-    def wait(self, doorbell: Doorbell, ready: Ready, timeout: float | None) -> bool:
+    def wait(
+        self, doorbell: Doorbell, ready: Ready, timeout: float | None, arm: Arm | None = None
+    ) -> bool:
         """Return True as soon as ``ready()`` is true, False when ``timeout`` expires.
 
         ``timeout`` is in seconds; ``None`` waits forever, 0 (or less) checks ``ready()``
         once without blocking.  ``doorbell`` is the one the peer kicks when it has put
-        work in shared memory; the strategy consumes its kicks.  Raises
-        :class:`~openamp.errors.PeerGoneError` if the peer went away and ``ready()`` is
-        false.
+        work in shared memory; the strategy consumes its kicks.  ``arm``, if given, is
+        called once before the strategy blocks (see :data:`Arm`); strategies that never
+        block ignore it.  Raises :class:`~openamp.errors.PeerGoneError` if the peer went
+        away and ``ready()`` is false.
         """
 
     def __repr__(self) -> str:
@@ -130,9 +145,11 @@ class BlockingWait(WaitStrategy):
 
     name = "block"
 
-    def wait(self, doorbell: Doorbell, ready: Ready, timeout: float | None) -> bool:
+    def wait(
+        self, doorbell: Doorbell, ready: Ready, timeout: float | None, arm: Arm | None = None
+    ) -> bool:
         """See :meth:`WaitStrategy.wait` (``timeout`` in seconds, ``None`` forever)."""
-        return _block(doorbell, ready, _deadline(timeout))
+        return _block(doorbell, ready, _deadline(timeout), arm)
 
 
 class SpinWait(WaitStrategy):
@@ -161,7 +178,9 @@ class SpinWait(WaitStrategy):
         self.check_every = check_every
         self.drain_interval_s = drain_interval_s
 
-    def wait(self, doorbell: Doorbell, ready: Ready, timeout: float | None) -> bool:
+    def wait(
+        self, doorbell: Doorbell, ready: Ready, timeout: float | None, arm: Arm | None = None
+    ) -> bool:
         """See :meth:`WaitStrategy.wait` (``timeout`` in seconds, ``None`` forever)."""
         deadline = _deadline(timeout)
         if _drain_then_ready(doorbell, ready):
@@ -199,7 +218,9 @@ class SpinThenBlockWait(WaitStrategy):
         self.check_every = check_every
         self.drain_interval_s = drain_interval_s
 
-    def wait(self, doorbell: Doorbell, ready: Ready, timeout: float | None) -> bool:
+    def wait(
+        self, doorbell: Doorbell, ready: Ready, timeout: float | None, arm: Arm | None = None
+    ) -> bool:
         """See :meth:`WaitStrategy.wait` (``timeout`` in seconds, ``None`` forever)."""
         start = time.monotonic()
         deadline = None if timeout is None else start + max(0.0, timeout)
@@ -212,7 +233,7 @@ class SpinThenBlockWait(WaitStrategy):
             return True
         if deadline is not None and time.monotonic() >= deadline:
             return False
-        return _block(doorbell, ready, deadline)
+        return _block(doorbell, ready, deadline, arm)
 
     def __repr__(self) -> str:
         return f"SpinThenBlockWait(spin_us={self.spin_us})"
@@ -234,7 +255,9 @@ class PollingWait(WaitStrategy):
             raise UsageError(f"interval_s must be positive, got {interval_s}")
         self.interval_s = interval_s
 
-    def wait(self, doorbell: Doorbell, ready: Ready, timeout: float | None) -> bool:
+    def wait(
+        self, doorbell: Doorbell, ready: Ready, timeout: float | None, arm: Arm | None = None
+    ) -> bool:
         """See :meth:`WaitStrategy.wait` (``timeout`` in seconds, ``None`` forever)."""
         deadline = _deadline(timeout)
         while True:

@@ -58,13 +58,24 @@ def parse_role(role: Role | str) -> Role:
 class DoorbellWaiter:
     """Waits on a doorbell with a :class:`WaitStrategy` (the rpmsg layer's ``Waiter``)."""
 
+    arms = True
+    """It honours ``arm``: the device may silence the peer's kicks while it polls."""
+
     def __init__(self, doorbell: Doorbell, strategy: WaitStrategy) -> None:
         self.doorbell = doorbell
         self.strategy = strategy
 
-    def wait(self, ready: Callable[[], bool], timeout: float | None) -> bool:
-        """True once ``ready()`` holds, False after ``timeout`` seconds (None = forever)."""
-        return self.strategy.wait(self.doorbell, ready, timeout)
+    def wait(
+        self,
+        ready: Callable[[], bool],
+        timeout: float | None,
+        arm: Callable[[], bool] | None = None,
+    ) -> bool:
+        """True once ``ready()`` holds, False after ``timeout`` seconds (None = forever).
+
+        ``arm`` is called before blocking (see :data:`openamp.metal.wait.Arm`).
+        """
+        return self.strategy.wait(self.doorbell, ready, timeout, arm)
 
 
 def find_vdev(table_io: IoRegion, index: int = 0) -> int:

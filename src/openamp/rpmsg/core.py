@@ -358,15 +358,29 @@ class RpmsgDevice:
             return False
         deadline = Deadline(timeout)
         pending = self.has_rx_pending
+        arms = getattr(waiter, "arms", False)
         while not self.closed:  # a closed device never changes again
             remaining = deadline.remaining()
             if remaining == 0.0:
                 return False
-            waiter.wait(pending, remaining)
+            if arms:
+                # While we poll the ring the peer need not kick us; the waiter re-arms
+                # the notification (and re-checks) before it blocks.
+                self._quiet()
+                waiter.wait(pending, remaining, arm=self._arm)  # type: ignore[call-arg]
+            else:
+                waiter.wait(pending, remaining)
             self.poll()
             if condition():
                 return True
         return False
+
+    def _quiet(self) -> None:
+        """Tell the peer not to notify us about new messages (we are polling)."""
+
+    def _arm(self) -> bool:
+        """Ask the peer to notify us again; True if messages are already pending."""
+        return self.has_rx_pending()
 
     # -- endpoints ------------------------------------------------------------------------
 

@@ -319,6 +319,12 @@ class RpmsgVirtioDevice(RpmsgDevice):
         """Whether the peer has published messages not yet processed."""
         return not self.closed and self._rvq.has_pending()
 
+    def _quiet(self) -> None:
+        self._rvq.disable_cb()
+
+    def _arm(self) -> bool:
+        return self._rvq.enable_cb()
+
     def close(self) -> None:
         """Destroy the endpoints (announcing it), then drop our views of the rings.
 
