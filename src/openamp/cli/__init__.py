@@ -12,6 +12,9 @@ Subcommands are thin programs on the public API (as python-can's tools are):
 * ``openamp rpc`` — RPC on ``rpmsg-rpc`` (C ``linux_rpc_demod``/``linux_rpc_demo``)
 * ``openamp sample`` — the Linux rpmsg-client-sample (C ``rpmsg-sample-ping``/``-echo``)
 * ``openamp rsc`` — show, check and build resource tables
+* ``openamp rproc`` — boot firmware on a virtual machine (``run``), or manage a board's
+  remote processors through sysfs (``ls``, ``status``, ``start``, ``stop``...)
+* ``openamp rpmsg`` — a board's rpmsg channels and endpoints (the C rpmsg-utils)
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from .common import (
 from .matrix import add_matrix_parser
 from .proxy import add_proxy_parser
 from .rpc import add_rpc_parser
+from .rpmsg import add_rpmsg_parser
 from .rproc import add_rproc_parser
 from .rsc import add_rsc_parser
 from .sample import add_sample_parser
@@ -161,6 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_sample_parser(sub)
     add_rsc_parser(sub)
     add_rproc_parser(sub)
+    add_rpmsg_parser(sub)
     return parser
 
 

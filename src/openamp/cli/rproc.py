@@ -1,13 +1,31 @@
-"""``openamp rproc``: remote processors — ``run`` boots a firmware on a virtual machine."""
+"""``openamp rproc``: remote processors.
+
+``run`` boots a firmware on a virtual machine (a process on this PC).  The other actions
+drive a real board's processors through the kernel's sysfs (:mod:`openamp.linux`):
+``ls``, ``status``, ``start``, ``stop``, ``detach``, ``firmware``, ``recovery``,
+``coredump`` and ``trace``.  Each takes ``--sysfs``/``--debugfs``/``--dev`` roots, so it
+can be tried on a directory tree laid out like the kernel's.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import signal
 import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 from types import FrameType
+from typing import Any
 
+from ..linux.remoteproc import (
+    COREDUMP_MODES,
+    RemoteProc,
+    describe_remoteprocs,
+    list_remoteprocs,
+)
+from ..linux.rpmsg import format_addr, list_channels
 from ..platform.process import ProcessMachine
 from ..remoteproc.core import StateEvent
 from ..remoteproc.state import RprocState
@@ -49,6 +67,7 @@ def add_rproc_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="how long the firmware may take to connect (%(default)s)",
     )
     run.set_defaults(func=cmd_rproc_run)
+    add_board_actions(rsub)
 
 
 def cmd_rproc_run(args: argparse.Namespace) -> int:
@@ -112,3 +131,389 @@ def cmd_rproc_run(args: argparse.Namespace) -> int:
         print(f"rproc: console: {line}")
     print(f"rproc: finished, last state {final}")
     return 1 if final in (RprocState.CRASHED, RprocState.ERROR) else 0
+
+
+# -- a real board, through the kernel -----------------------------------------------------
+
+EPILOG_BOARD = """\
+examples (on a board, as root):
+  openamp rproc ls
+  openamp rproc firmware remoteproc0 ./build/rproc-echo.elf --install
+  openamp rproc start remoteproc0
+  openamp rproc status remoteproc0 --json
+  openamp rproc trace remoteproc0 --follow
+  openamp rproc stop remoteproc0
+RPROC is an index (0), a device (remoteproc0) or the processor's name (m4).
+"""
+
+
+def add_board_options(p: argparse.ArgumentParser, *, firmware: bool = False) -> None:
+    """The roots every board command reads, and ``--json``."""
+    g = p.add_argument_group("where the kernel's files are")
+    g.add_argument("--sysfs", default="/sys", metavar="ROOT", help="sysfs root (%(default)s)")
+    g.add_argument("--debugfs", metavar="ROOT", help="debugfs root (default: SYSFS/kernel/debug)")
+    g.add_argument("--dev", default="/dev", metavar="ROOT", help="device root (%(default)s)")
+    if firmware:
+        g.add_argument(
+            "--firmware-path",
+            action="append",
+            metavar="DIR",
+            help="firmware search directory, repeatable; the first one is where --install "
+            "copies (default: firmware_class.path if set, then /lib/firmware)",
+        )
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def _board_parser(
+    rsub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    func: Callable[[argparse.Namespace], int],
+    help_: str,
+    description: str,
+    *,
+    rproc: str = "required",
+    firmware: bool = False,
+) -> argparse.ArgumentParser:
+    p = rsub.add_parser(
+        name,
+        help=help_,
+        description=description,
+        epilog=EPILOG_BOARD,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    if rproc == "required":
+        p.add_argument("rproc", metavar="RPROC", help="remoteproc0, 0, or the processor's name")
+    elif rproc == "optional":
+        p.add_argument("rproc", metavar="RPROC", nargs="?", help="default: every processor")
+    add_board_options(p, firmware=firmware)
+    p.set_defaults(func=func)
+    return p
+
+
+def _firmware_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--install",
+        action="store_true",
+        help="copy a FIRMWARE file that is not in the search path into it",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="with --install: replace a different file"
+    )
+    p.add_argument(
+        "--no-check",
+        dest="check",
+        action="store_false",
+        help="do not check that the file exists in the search path and is an ELF image",
+    )
+
+
+def add_board_actions(rsub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``ls``, ``status``, ``start``, ``stop``, ``detach``, ``firmware``,
+    ``recovery``, ``coredump`` and ``trace``."""
+    _board_parser(
+        rsub,
+        "ls",
+        cmd_rproc_ls,
+        "list the board's remote processors",
+        "List /sys/class/remoteproc: device, name, state and firmware of each processor.",
+        rproc="none",
+    )
+    _board_parser(
+        rsub,
+        "status",
+        cmd_rproc_status,
+        "everything about one processor (or all)",
+        "State, firmware (and where the kernel finds it), recovery, coredump, trace "
+        "buffers, the /dev/remoteprocN device and the rpmsg channels of the processor.",
+        rproc="optional",
+        firmware=True,
+    )
+    p = _board_parser(
+        rsub,
+        "start",
+        cmd_rproc_start,
+        "boot a processor (or attach to it)",
+        "Write 'start' to the state file and wait until the processor runs. A processor "
+        "that already runs is refused (the kernel would count a second start), unless "
+        "--restart.",
+        firmware=True,
+    )
+    p.add_argument("--firmware", metavar="FIRMWARE", help="set the firmware first")
+    _firmware_options(p)
+    p.add_argument("--restart", action="store_true", help="stop it first if it runs")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="wait for running (%(default)s; 0: don't wait)",
+    )
+    p = _board_parser(
+        rsub,
+        "stop",
+        cmd_rproc_stop,
+        "shut a processor down",
+        "Write 'stop' to the state file and wait until it is offline.",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="wait for offline (%(default)s; 0: don't wait)",
+    )
+    p = _board_parser(
+        rsub,
+        "detach",
+        cmd_rproc_detach,
+        "leave an attached processor running on its own",
+        "Write 'detach': an attached processor (started by the bootloader) keeps running "
+        "without Linux.",
+    )
+    p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
+    p = _board_parser(
+        rsub,
+        "firmware",
+        cmd_rproc_firmware,
+        "show or set the firmware to boot",
+        "Without FIRMWARE: show the firmware name and where the kernel finds it. With "
+        "FIRMWARE (a name in the search path, or a file with --install): set it. The "
+        "processor must be offline.",
+        firmware=True,
+    )
+    p.add_argument("firmware", metavar="FIRMWARE", nargs="?")
+    _firmware_options(p)
+    p = _board_parser(
+        rsub,
+        "recovery",
+        cmd_rproc_recovery,
+        "show or set crash recovery",
+        "enabled: the kernel reboots the processor after a crash; disabled: it stays "
+        "crashed; recover: recover it once now.",
+    )
+    p.add_argument("setting", nargs="?", choices=["enabled", "disabled", "recover"])
+    p = _board_parser(
+        rsub,
+        "coredump",
+        cmd_rproc_coredump,
+        "show or set the coredump mode",
+        "disabled, enabled (a dump in /sys/class/devcoredump after a crash) or inline "
+        "(recovery waits until the dump was read).",
+    )
+    p.add_argument("mode", nargs="?", choices=list(COREDUMP_MODES))
+    p = _board_parser(
+        rsub,
+        "trace",
+        cmd_rproc_trace,
+        "print a trace buffer (debugfs)",
+        "Print debugfs remoteproc/remoteprocN/traceI, the firmware's log (needs debugfs "
+        "mounted and root).",
+    )
+    p.add_argument("--index", type=int, default=0, help="trace buffer (%(default)s)")
+    p.add_argument("--follow", action="store_true", help="keep printing new text (Ctrl-C)")
+    p.add_argument("--interval", type=float, default=0.5, metavar="SECONDS")
+    p.add_argument(
+        "--for", dest="duration", type=float, metavar="SECONDS", help="with --follow: stop after"
+    )
+
+
+def _roots(args: argparse.Namespace) -> dict[str, Any]:
+    debugfs = args.debugfs or str(Path(args.sysfs) / "kernel" / "debug")
+    roots: dict[str, Any] = {"sysfs": args.sysfs, "debugfs": debugfs, "dev": args.dev}
+    if getattr(args, "firmware_path", None):
+        roots["firmware_path"] = args.firmware_path
+    return roots
+
+
+def _rproc(args: argparse.Namespace) -> RemoteProc:
+    return RemoteProc(args.rproc, **_roots(args))
+
+
+def _print_json(value: object) -> None:
+    print(json.dumps(value, indent=2))
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def cmd_rproc_ls(args: argparse.Namespace) -> int:
+    """``openamp rproc ls``."""
+    procs = list_remoteprocs(**_roots(args))
+    infos = [p.info() for p in procs]
+    if args.json:
+        _print_json(infos)
+        return 0
+    if not infos:
+        print(f"no remote processors: {describe_remoteprocs(args.sysfs)}")
+        return 0
+    rows = [["DEVICE", "NAME", "STATE", "FIRMWARE"]]
+    rows += [
+        [i["device"], i["name"] or "?", i["state"] or "?", i["firmware"] or "?"] for i in infos
+    ]
+    print(_table(rows))
+    return 0
+
+
+def _status(proc: RemoteProc, sysfs: str) -> dict[str, Any]:
+    info = proc.info()
+    fw = info["firmware"]
+    found = proc.find_firmware(fw) if fw and fw != "unknown" else None
+    info["firmware_file"] = str(found) if found else None
+    info["channels"] = [
+        c.to_json() for c in list_channels(sysfs=sysfs) if c.remoteproc == proc.device
+    ]
+    return info
+
+
+def cmd_rproc_status(args: argparse.Namespace) -> int:
+    """``openamp rproc status [RPROC]``."""
+    procs = [_rproc(args)] if args.rproc else list_remoteprocs(**_roots(args))
+    if not procs and not args.json:
+        print(f"no remote processors: {describe_remoteprocs(args.sysfs)}")
+        return 0
+    infos = [_status(p, args.sysfs) for p in procs]
+    if args.json:
+        _print_json(infos[0] if args.rproc else infos)
+        return 0
+    for n, info in enumerate(infos):
+        if n:
+            print()
+        where = info["firmware_file"] or "not found in " + ", ".join(info["firmware_path"])
+        fw = info["firmware"] or "?"
+        print(f"{info['device']} ({info['name'] or '?'}): {info['state'] or '?'}")
+        print(f"  firmware   {fw}" + ("" if fw == "unknown" else f" ({where})"))
+        print(f"  recovery   {info['recovery'] or '?'}")
+        print(f"  coredump   {info['coredump'] or '?'}")
+        traces = info["traces"]
+        shown = "? (debugfs not readable)" if traces is None else ", ".join(traces) or "none"
+        print(f"  traces     {shown}")
+        print(f"  cdev       {info['cdev'] or 'none'}")
+        print(f"  sysfs      {info['sysfs']}")
+        for c in info["channels"]:
+            print(
+                f"  channel    {c['name']}  {format_addr(c['src'])} -> {format_addr(c['dst'])}"
+                f"  driver {c['driver'] or 'none'}"
+            )
+    return 0
+
+
+def cmd_rproc_start(args: argparse.Namespace) -> int:
+    """``openamp rproc start RPROC``."""
+    proc = _rproc(args)
+    before = proc.state
+    if args.firmware:
+        proc.set_firmware(
+            args.firmware, install=args.install, overwrite=args.overwrite, check=args.check
+        )
+    after = proc.start(timeout=args.timeout, restart=args.restart)
+    if args.json:
+        _print_json({**proc.info(), "previous_state": str(before)})
+    else:
+        print(f"{proc.device} ({proc.name}): {before} -> {after}, firmware {proc.firmware}")
+    return 0 if after.value in ("running", "attached") or args.timeout == 0 else 1
+
+
+def cmd_rproc_stop(args: argparse.Namespace) -> int:
+    """``openamp rproc stop RPROC``."""
+    proc = _rproc(args)
+    before = proc.state
+    after = proc.stop(timeout=args.timeout)
+    if args.json:
+        _print_json({**proc.info(), "previous_state": str(before)})
+    else:
+        note = " (it was not running)" if before == after else ""
+        print(f"{proc.device} ({proc.name}): {before} -> {after}{note}")
+    return 0
+
+
+def cmd_rproc_detach(args: argparse.Namespace) -> int:
+    """``openamp rproc detach RPROC``."""
+    proc = _rproc(args)
+    before = proc.state
+    after = proc.detach(timeout=args.timeout)
+    if args.json:
+        _print_json({**proc.info(), "previous_state": str(before)})
+    else:
+        print(f"{proc.device} ({proc.name}): {before} -> {after}")
+    return 0
+
+
+def cmd_rproc_firmware(args: argparse.Namespace) -> int:
+    """``openamp rproc firmware RPROC [FIRMWARE]``."""
+    proc = _rproc(args)
+    if args.firmware:
+        proc.set_firmware(
+            args.firmware, install=args.install, overwrite=args.overwrite, check=args.check
+        )
+    name = proc.firmware
+    found = proc.find_firmware(name) if name != "unknown" else None
+    if args.json:
+        _print_json(
+            {
+                "device": proc.device,
+                "firmware": name,
+                "file": str(found) if found else None,
+                "firmware_path": [str(p) for p in proc.firmware_path],
+            }
+        )
+    else:
+        where = (
+            f" ({found})"
+            if found
+            else " (not in " + ", ".join(str(p) for p in proc.firmware_path) + ")"
+        )
+        print(f"{proc.device}: firmware {name}{'' if name == 'unknown' else where}")
+    return 0
+
+
+def cmd_rproc_recovery(args: argparse.Namespace) -> int:
+    """``openamp rproc recovery RPROC [enabled|disabled|recover]``."""
+    proc = _rproc(args)
+    if args.setting == "recover":
+        proc.recover()
+    elif args.setting:
+        proc.recovery = args.setting == "enabled"
+    value = "enabled" if proc.recovery else "disabled"
+    if args.json:
+        _print_json({"device": proc.device, "recovery": value, "state": str(proc.state)})
+    else:
+        print(f"{proc.device}: recovery {value} (state {proc.state})")
+    return 0
+
+
+def cmd_rproc_coredump(args: argparse.Namespace) -> int:
+    """``openamp rproc coredump RPROC [disabled|enabled|inline]``."""
+    proc = _rproc(args)
+    if args.mode:
+        proc.coredump = args.mode
+    if args.json:
+        _print_json({"device": proc.device, "coredump": proc.coredump})
+    else:
+        print(f"{proc.device}: coredump {proc.coredump}")
+    return 0
+
+
+def cmd_rproc_trace(args: argparse.Namespace) -> int:
+    """``openamp rproc trace RPROC``."""
+    proc = _rproc(args)
+    text = proc.trace(args.index)
+    if args.json and not args.follow:
+        _print_json({"device": proc.device, "trace": f"trace{args.index}", "text": text})
+        return 0
+    sys.stdout.write(text if text.endswith("\n") or not text else text + "\n")
+    if not args.follow:
+        return 0
+    shown = text
+    deadline = None if args.duration is None else time.monotonic() + args.duration
+    while deadline is None or time.monotonic() < deadline:
+        time.sleep(args.interval)
+        text = proc.trace(args.index)
+        # the buffer is a ring: print what was appended, or all of it after a wrap
+        new = text[len(shown) :] if text.startswith(shown) else text
+        if new:
+            sys.stdout.write(new)
+            sys.stdout.flush()
+        shown = text
+    return 0
