@@ -328,3 +328,44 @@ def test_a_closed_device_refuses_calls_with_a_typed_error(pair):
     with pytest.raises(EndpointClosedError):
         ept.recv(timeout=0)
     assert host.poll() == 0 and not host.has_rx_pending()
+
+
+def test_send_many_delivers_in_order_with_one_kick_per_batch():
+    p = InProcessPair()
+    host, remote = p.pair()
+    inbox = remote.create_endpoint("", src=0x400)
+    out = host.create_endpoint("", dst=0x400)
+    before = p.kicks[Role.DRIVER].get(2, 0)
+    assert out.send_many([b"a", b"bb", b"ccc"] * 10) == 30
+    assert p.kicks[Role.DRIVER][2] - before == 1
+    assert inbox.recv_many(timeout=0) == [b"a", b"bb", b"ccc"] * 10
+
+
+def test_send_many_kicks_the_peer_when_it_must_wait_for_buffers():
+    # 600 messages need more than the 256 tx buffers: the peer must be told to drain.
+    p = InProcessPair()
+    host, remote = p.pair()
+    got = []
+    remote.create_endpoint("", src=0x400, callback=lambda e, d, s: got.append(bytes(d)))
+    out = host.create_endpoint("", dst=0x400)
+    assert out.send_many(b"%d" % i for i in range(600)) == 600
+    while remote.poll():
+        pass
+    assert got == [b"%d" % i for i in range(600)]
+
+
+def test_send_many_stops_at_an_oversized_payload_after_sending_the_rest(pair):
+    _, host, remote = pair
+    inbox = remote.create_endpoint("", src=0x400)
+    out = host.create_endpoint("", dst=0x400)
+    with pytest.raises(PayloadTooLargeError):
+        out.send_many([b"ok", b"x" * 497, b"never"])
+    assert inbox.recv_many(timeout=0) == [b"ok"]
+
+
+def test_recv_many_limits_the_batch(pair):
+    _, host, remote = pair
+    inbox = remote.create_endpoint("", src=0x400)
+    host.create_endpoint("", dst=0x400).send_many([b"1", b"2", b"3"])
+    assert inbox.recv_many(2, timeout=0) == [b"1", b"2"]
+    assert inbox.recv_many(timeout=0) == [b"3"]

@@ -28,7 +28,7 @@ processing incoming messages so two flooding peers cannot deadlock.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from typing import NamedTuple
@@ -547,6 +547,53 @@ class RpmsgVirtioDevice(RpmsgDevice):
             self._trace_tx(off, size, head, src, dst, n)
         self._tvq.kick()
         return n
+
+    def send_offchannel_many(
+        self,
+        src: int,
+        dst: int,
+        payloads: Iterable[bytes | bytearray | memoryview],
+        timeout: float | None,
+    ) -> int:
+        """Send every payload from ``src`` to ``dst``, notifying the peer once per batch.
+
+        Buffers are filled back to back and published as they go; the peer is kicked
+        when we must wait for a buffer (so it can drain what we queued) and once at the
+        end.  ``timeout`` applies to each wait for a buffer.  Returns how many were sent;
+        on an error (e.g. :class:`PayloadTooLargeError`) the ones before it are sent.
+        """
+        if dst == RPMSG_ADDR_ANY:
+            raise EndpointNotBoundError("destination address ANY: the peer is not known yet")
+        if self.closed:
+            raise InvalidStateError("the rpmsg device is closed")
+        mem = self._mem
+        tvq = self._tvq
+        get_buffer = self._get_tx_buffer
+        commit = self._commit_tx
+        trace = self.trace
+        sent = 0
+        try:
+            for data in payloads:
+                buf = get_buffer()
+                if buf is None:
+                    tvq.kick()
+                    buf = self._wait_tx_buffer(timeout)
+                off, size, head = buf
+                n = len(data)
+                if n > size - RPMSG_HDR_SIZE:
+                    self._reclaimer.append(buf)
+                    raise PayloadTooLargeError(n, size - RPMSG_HDR_SIZE)
+                start = off + RPMSG_HDR_SIZE
+                mem[start : start + n] = data
+                _HDR_PACK(mem, off, src, dst, 0, n, 0)
+                commit(off, size, head)
+                if trace is not None:
+                    self._trace_tx(off, size, head, src, dst, n)
+                sent += 1
+        finally:
+            if sent:
+                tvq.kick()
+        return sent
 
     def _trace_tx(self, off: int, size: int, head: int, src: int, dst: int, n: int) -> None:
         assert self.trace is not None
