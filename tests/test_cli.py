@@ -110,3 +110,19 @@ def test_openamp_sample_host_against_the_sample_remote(children, vm_name) -> Non
     assert r.returncode == 0, r.stdout + r.stderr
     rc, out, err = children.result(remote)
     assert rc == 0, out + err
+
+
+def test_bench_bulk_sends_one_way_with_large_buffers() -> None:
+    r = openamp("bench", "bulk", "--count", "500", "--runs", "1", "--json")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert data["payload_bytes"] == 65536 - 16
+    assert data["summary"]["mb_per_s"]["median"] > 0
+
+
+def test_bench_idle_reports_cpu_of_both_sides() -> None:
+    r = openamp("bench", "idle", "--count", "5", "--idle-seconds", "0.3", "--runs", "1", "--json")
+    assert r.returncode == 0, r.stderr
+    run = json.loads(r.stdout)["runs"][0]
+    assert run["host_cpu_percent"] >= 0 and run["remote_cpu_percent"] >= 0
+    assert run["rtt_median_us"] > 0

@@ -31,8 +31,8 @@ from types import FrameType
 
 from .. import __version__
 from ..errors import OpenAMPError, UsageError
-from ..services.echo import ECHO_SERVICE, PING_COUNT, EchoService, run_ping
-from ..tools.bench import BenchResult, bench_rtt, bench_throughput
+from ..services.echo import ECHO_SERVICE, PING_COUNT, EchoService, SinkService, run_ping
+from ..tools.bench import BenchResult, bench_bulk, bench_idle, bench_rtt, bench_throughput
 from ..tools.demos import DEMOS, DemoOptions, results_table
 from .common import (
     add_machine_options,
@@ -100,6 +100,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest payload to echo; longer ones are reported and not echoed (0: any)",
     )
     p.add_argument("--quiet", action="store_true", help="print only the final line")
+    p.add_argument(
+        "--sink",
+        action="store_true",
+        help="count messages instead of echoing them (the remote of `openamp bench bulk`)",
+    )
     p.set_defaults(func=cmd_echo)
 
     p = sub.add_parser(
@@ -142,7 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG_BENCH,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("scenario", choices=["rtt", "throughput"])
+    p.add_argument(
+        "scenario",
+        choices=["rtt", "throughput", "bulk", "idle"],
+        help="rtt: one message at a time; throughput: echoed flood; bulk: one way to a "
+        "sink, large buffers; idle: CPU while idle and the wake-up cost",
+    )
     p.add_argument("--size", type=int, default=17, metavar="BYTES", help="payload (%(default)s)")
     p.add_argument("--count", type=int, default=None, help="messages per run")
     p.add_argument("--runs", type=int, default=3, help="runs (%(default)s); median and spread")
@@ -157,6 +167,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--wait", choices=["spin-then-block", "block", "spin", "poll"], default="spin-then-block"
     )
     p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
+    p.add_argument(
+        "--buffer-size",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="rpmsg buffer size per direction (default 512; bulk: 65536)",
+    )
+    p.add_argument("--idle-seconds", type=float, default=2.0, help="idle: window (%(default)s)")
     p.set_defaults(func=cmd_bench)
 
     add_matrix_parser(sub)
@@ -213,7 +231,11 @@ def cmd_echo(args: argparse.Namespace) -> int:
             print(f"echo: {args.role}, socket {machine.socket_role}, {describe_machine(machine)}")
             print("echo: waiting for the host ...", flush=True)
         rpmsg = machine.start(timeout=args.timeout)
-        service = EchoService(rpmsg, count=args.count, max_size=args.size)
+        service: EchoService | SinkService
+        if args.sink:
+            service = SinkService(rpmsg)
+        else:
+            service = EchoService(rpmsg, count=args.count, max_size=args.size)
         if not quiet:
             print(f"echo: serving {ECHO_SERVICE!r} at {service.endpoint.addr:#x}", flush=True)
         stats = service.run()
@@ -289,25 +311,43 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """``openamp bench rtt|throughput``."""
+    """``openamp bench rtt|throughput|bulk|idle``."""
     if args.runs < 1:
         raise UsageError("--runs must be at least 1")
-    count = args.count or (5_000 if args.scenario == "rtt" else 100_000)
-    result = BenchResult(args.scenario, args.size, count, peer=args.peer or "python echo")
+    scenario = args.scenario
+    bulk = scenario == "bulk"
+    buffer_size = args.buffer_size or (65536 if bulk and not args.peer else 512)
+    size = buffer_size - 16 if bulk and args.size == 17 else args.size
+    defaults = {"rtt": 5_000, "throughput": 100_000, "bulk": 20_000, "idle": 100}
+    count = args.count or defaults[scenario]
+    result = BenchResult(scenario, size, count, peer=args.peer or "python echo")
     for _ in range(args.runs):
-        with spawn_remote(peer=args.peer, timeout=args.timeout, wait=args.wait) as (_remote, host):
+        with spawn_remote(
+            peer=args.peer,
+            timeout=args.timeout,
+            wait=args.wait,
+            buffer_size=buffer_size,
+            sink=bulk and not args.peer,
+        ) as (remote, host):
             rpmsg = host.start(timeout=args.timeout)
-            if args.scenario == "rtt":
+            dst = rpmsg.wait_service(ECHO_SERVICE, args.timeout)
+            if scenario == "rtt":
                 ept = rpmsg.create_endpoint(ECHO_SERVICE)
                 ept.wait_bound(args.timeout)
-                result.runs.append(bench_rtt(ept, size=args.size, count=count))
-            else:
-                dst = rpmsg.wait_service(ECHO_SERVICE, args.timeout)
-                result.runs.append(
-                    bench_throughput(
-                        rpmsg, dst=dst, size=args.size, count=count, timeout=args.timeout
-                    )
+                figures = bench_rtt(ept, size=size, count=count)
+            elif scenario == "throughput":
+                figures = bench_throughput(
+                    rpmsg, dst=dst, size=size, count=count, timeout=args.timeout
                 )
+            elif scenario == "bulk":
+                figures = bench_bulk(rpmsg, dst=dst, size=size, count=count, timeout=args.timeout)
+            else:
+                ept = rpmsg.create_endpoint(ECHO_SERVICE)
+                ept.wait_bound(args.timeout)
+                figures = bench_idle(
+                    ept, remote_pid=remote.proc.pid, seconds=args.idle_seconds, samples=count
+                )
+            result.runs.append(figures)
     if args.json:
         print(json.dumps(result.to_json(), indent=2))
     else:

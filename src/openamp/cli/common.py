@@ -114,18 +114,34 @@ class Remote:
             self.proc.communicate()
 
 
-def python_echo_command(name: str, *, timeout: float, wait: str, count: int = 0) -> list[str]:
-    """The command line of a Python echo remote on virtual machine ``name``."""
+def python_echo_command(
+    name: str,
+    *,
+    timeout: float,
+    wait: str,
+    count: int = 0,
+    buffer_size: int = 512,
+    sink: bool = False,
+) -> list[str]:
+    """The command line of a Python echo (or sink) remote on virtual machine ``name``."""
     cmd = [sys.executable, "-m", "openamp", "echo", "--machine", "virtual", "--name", name]
     cmd += ["--role", "device", "--socket", "server", "--timeout", str(timeout), "--wait", wait]
+    cmd += ["--buffer-size", str(buffer_size)]
     if count:
         cmd += ["--count", str(count)]
+    if sink:
+        cmd.append("--sink")
     return cmd
 
 
 @contextlib.contextmanager
 def spawn_remote(
-    *, peer: str | None, timeout: float, wait: str
+    *,
+    peer: str | None,
+    timeout: float,
+    wait: str,
+    buffer_size: int = 512,
+    sink: bool = False,
 ) -> Iterator[tuple[Remote, SharedMemoryMachine]]:
     """Start a remote (``peer`` command, or our echo on a new virtual machine) and a host.
 
@@ -140,8 +156,17 @@ def spawn_remote(
         host: SharedMemoryMachine = LinuxGenericMachine(role="driver", socket="client", wait=wait)
     else:
         name = unique_name("openamp-vm")
-        command = python_echo_command(name, timeout=timeout, wait=wait)
-        host = VirtualMachine(role="driver", name=name, socket="client", wait=wait)
+        command = python_echo_command(
+            name, timeout=timeout, wait=wait, buffer_size=buffer_size, sink=sink
+        )
+        host = VirtualMachine(
+            role="driver",
+            name=name,
+            socket="client",
+            wait=wait,
+            layout=layout_for(buffer_size),
+            config=RpmsgVirtioConfig(buffer_size, buffer_size),
+        )
     proc = subprocess.Popen(
         command,
         stdout=subprocess.PIPE,

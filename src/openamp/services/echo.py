@@ -88,6 +88,53 @@ class EchoService(Service):
         return self.stats
 
 
+SINK_END = b"SINK-END"
+"""The message that asks a :class:`SinkService` for its counts."""
+_SINK_REPORT = struct.Struct("<QQ")
+
+
+class SinkService(Service):
+    """Count messages instead of echoing them (for one-way benchmarks).
+
+    On :data:`SINK_END` it answers ``<QQ`` (messages, bytes) received since the last
+    report.  Stops like the echo service.
+    """
+
+    SERVICE_NAME = ECHO_SERVICE
+
+    def __init__(self, rpmsg: RpmsgDevice, name: str = ECHO_SERVICE) -> None:
+        self.messages = 0
+        self.bytes = 0
+        self.stats = EchoStats()
+        super().__init__(rpmsg, name)
+
+    def on_message(self, ept: Endpoint, data: memoryview, src: int) -> None:
+        """Count, or report on :data:`SINK_END`."""
+        if is_shutdown(data):
+            self.stop("shutdown message")
+        elif data == SINK_END:
+            ept.sendto(_SINK_REPORT.pack(self.messages, self.bytes), src)
+            self.stats.messages += self.messages
+            self.stats.bytes += self.bytes
+            self.messages = self.bytes = 0
+        else:
+            self.messages += 1
+            self.bytes += len(data)
+
+    def run(self, timeout: float | None = None) -> EchoStats:
+        """Serve until a stop condition or ``timeout`` seconds (None = no limit)."""
+        self.stats.stop_reason = self.serve(timeout)
+        return self.stats
+
+
+def decode_sink_report(data: bytes) -> tuple[int, int]:
+    """``(messages, bytes)`` from a :class:`SinkService` report."""
+    if len(data) != _SINK_REPORT.size:
+        raise MessageError(f"a sink report is {_SINK_REPORT.size} bytes, got {len(data)}")
+    messages, nbytes = _SINK_REPORT.unpack(data)
+    return int(messages), int(nbytes)
+
+
 @dataclass
 class PingResult:
     """The outcome of :func:`run_ping`."""

@@ -4,21 +4,26 @@ Both run on an endpoint bound to an echo service (ours or the C ``rpmsg-echo``):
 
 * :func:`bench_rtt` sends one message, waits for its echo, repeats; it reports the
   median, 99th percentile, minimum and mean round trip.
-* :func:`bench_throughput` floods: it sends with ``trysend`` until no buffer is free,
-  then processes echoes, and repeats until ``count`` messages came back (the C
-  ``rpmsg-flood-ping`` pattern).  It reports messages per second each way and MB/s.
+* :func:`bench_throughput` floods: it sends in batches (one notification each) and
+  counts the echoes, until ``count`` messages came back.  It reports messages per
+  second each way and MB/s.
+* :func:`bench_bulk` sends one way to a counting sink, typically with large buffers.
+* :func:`bench_idle` measures the CPU both sides use while idle, and the round trip
+  when both sides have gone to sleep (the cost of waking up).
 
 Timing uses ``time.perf_counter``; nothing here asserts a speed.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..errors import NoBufferError, OpenAMPTimeoutError, UsageError
+from ..errors import OpenAMPTimeoutError, UsageError
 from ..rpmsg.core import Endpoint, RpmsgDevice
 
 
@@ -34,6 +39,8 @@ class RunFigures:
     rtt_mean_us: float | None = None
     msgs_per_s: float | None = None
     mb_per_s: float | None = None
+    host_cpu_percent: float | None = None
+    remote_cpu_percent: float | None = None
 
 
 @dataclass
@@ -49,7 +56,15 @@ class BenchResult:
     def summary(self) -> dict[str, Any]:
         """Per metric: median over runs, and min/max as the spread."""
         out: dict[str, Any] = {}
-        for key in ("rtt_median_us", "rtt_p99_us", "rtt_min_us", "msgs_per_s", "mb_per_s"):
+        for key in (
+            "rtt_median_us",
+            "rtt_p99_us",
+            "rtt_min_us",
+            "msgs_per_s",
+            "mb_per_s",
+            "host_cpu_percent",
+            "remote_cpu_percent",
+        ):
             values = [getattr(r, key) for r in self.runs if getattr(r, key) is not None]
             if values:
                 out[key] = {
@@ -82,13 +97,15 @@ class BenchResult:
             "rtt_median_us": "round trip median, µs",
             "rtt_p99_us": "round trip p99, µs",
             "rtt_min_us": "round trip min, µs",
-            "msgs_per_s": "messages/s each way",
-            "mb_per_s": "MB/s each way",
+            "msgs_per_s": "messages/s" if self.scenario == "bulk" else "messages/s each way",
+            "mb_per_s": "MB/s" if self.scenario == "bulk" else "MB/s each way",
+            "host_cpu_percent": "host CPU while idle, %",
+            "remote_cpu_percent": "remote CPU while idle, %",
         }
         for key, label in names.items():
             if key in s:
                 v = s[key]
-                fmt = "{:>14,.1f}" if key.startswith("rtt") or key == "mb_per_s" else "{:>14,.0f}"
+                fmt = "{:>14,.0f}" if key == "msgs_per_s" else "{:>14,.1f}"
                 lines.append(
                     f"  {label:<22}"
                     + fmt.format(v["median"])
@@ -138,9 +155,20 @@ def bench_rtt(
 
 
 def bench_throughput(
-    device: RpmsgDevice, *, dst: int, size: int = 17, count: int = 100_000, timeout: float = 10.0
+    device: RpmsgDevice,
+    *,
+    dst: int,
+    size: int = 17,
+    count: int = 100_000,
+    timeout: float = 10.0,
+    batch: int = 64,
 ) -> RunFigures:
-    """Flood ``count`` messages to the echo service at ``dst`` and count the echoes."""
+    """Flood ``count`` messages to the echo service at ``dst`` and count the echoes.
+
+    Messages go out ``batch`` at a time with one notification each
+    (:meth:`~openamp.rpmsg.Endpoint.send_many`); echoes are counted by a callback while
+    we wait for buffers or for the rest to come back.
+    """
     received = 0
 
     def on_echo(_ept: Endpoint, _data: memoryview, _src: int) -> None:
@@ -152,29 +180,19 @@ def bench_throughput(
         if not 0 < size <= ept.tx_capacity:
             raise UsageError(f"size must be 1..{ept.tx_capacity} bytes, got {size}")
         payload = _payload(size)
-        trysend = ept.trysend
-        poll = device.poll
-        waiter = device.waiter
-        pending = device.has_rx_pending
+        chunk = [payload] * batch
+        send_many = ept.send_many
         sent = 0
         start = time.perf_counter()
-        last_progress = start
-        while received < count:
-            try:
-                while sent < count:
-                    trysend(payload)
-                    sent += 1
-            except NoBufferError:
-                pass
-            if poll():
-                last_progress = time.perf_counter()
-                continue
-            if waiter is not None:
-                waiter.wait(pending, 0.1)
-            if time.perf_counter() - last_progress > timeout:
-                raise OpenAMPTimeoutError(
-                    f"throughput: no echo for {timeout} s ({received}/{count} received)"
-                )
+        while sent < count:
+            n = min(batch, count - sent)
+            send_many(chunk if n == batch else chunk[:n], timeout)
+            sent += n
+            device.poll()
+        if not device.wait_until(lambda: received >= count, timeout):
+            raise OpenAMPTimeoutError(
+                f"throughput: only {received} of {count} echoes came back within {timeout} s"
+            )
         elapsed = time.perf_counter() - start
     finally:
         ept.destroy()
@@ -183,4 +201,96 @@ def bench_throughput(
         messages=count,
         msgs_per_s=count / elapsed,
         mb_per_s=count * size / elapsed / 1e6,
+    )
+
+
+def bench_bulk(
+    device: RpmsgDevice,
+    *,
+    dst: int,
+    size: int,
+    count: int,
+    timeout: float = 10.0,
+    batch: int = 64,
+) -> RunFigures:
+    """Send ``count`` ``size``-byte messages one way to a sink and time it.
+
+    The sink (``openamp echo --sink``) counts and reports at the end; the figure is
+    payload bytes per second from the first send to the report.
+    """
+    from ..services.echo import SINK_END, decode_sink_report
+
+    ept = device.create_endpoint("", dst=dst)
+    try:
+        if not 0 < size <= ept.tx_capacity:
+            raise UsageError(f"size must be 1..{ept.tx_capacity} bytes, got {size}")
+        chunk = [_payload(size)] * batch
+        sent = 0
+        start = time.perf_counter()
+        while sent < count:
+            n = min(batch, count - sent)
+            ept.send_many(chunk if n == batch else chunk[:n], timeout)
+            sent += n
+        ept.send(SINK_END, timeout)
+        messages, nbytes = decode_sink_report(ept.recv(timeout))
+        elapsed = time.perf_counter() - start
+    finally:
+        ept.destroy()
+    if messages != count or nbytes != count * size:
+        raise OpenAMPTimeoutError(f"bulk: the sink counted {messages} messages, {nbytes} bytes")
+    return RunFigures(
+        elapsed_s=elapsed,
+        messages=count,
+        msgs_per_s=count / elapsed,
+        mb_per_s=nbytes / elapsed / 1e6,
+    )
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU seconds used so far by process ``pid`` (None: this process)."""
+    if pid is None:
+        t = os.times()
+        return t.user + t.system
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def bench_idle(
+    ept: Endpoint, *, remote_pid: int | None, seconds: float = 2.0, samples: int = 100
+) -> RunFigures:
+    """CPU both sides use while the link is idle, and the cost of waking a sleeper.
+
+    First nobody sends for ``seconds`` while this side waits in ``recv`` (and the remote
+    waits for messages): the CPU each process used in that time is reported as a
+    percentage of one core.  Then ``samples`` round trips are made with a 20 ms pause
+    before each, so that both sides have gone past their spin window and sleep: their
+    median is the round trip including two wake-ups.
+    """
+    host0 = cpu_seconds()
+    remote0 = cpu_seconds(remote_pid) if remote_pid else 0.0
+    t0 = time.perf_counter()
+    with contextlib.suppress(OpenAMPTimeoutError):
+        ept.recv(timeout=seconds)
+    window = time.perf_counter() - t0
+    host_cpu = (cpu_seconds() - host0) / window * 100
+    remote_cpu = (cpu_seconds(remote_pid) - remote0) / window * 100 if remote_pid else None
+    payload = _payload(17)
+    rtts = []
+    for _ in range(samples):
+        time.sleep(0.02)
+        t = time.perf_counter()
+        ept.send(payload)
+        ept.recv(timeout=5.0)
+        rtts.append(time.perf_counter() - t)
+    rtts.sort()
+    return RunFigures(
+        elapsed_s=window,
+        messages=samples,
+        rtt_median_us=rtts[len(rtts) // 2] * 1e6,
+        rtt_p99_us=rtts[min(len(rtts) - 1, int(len(rtts) * 0.99))] * 1e6,
+        rtt_min_us=rtts[0] * 1e6,
+        host_cpu_percent=host_cpu,
+        remote_cpu_percent=remote_cpu,
     )
