@@ -1,0 +1,1404 @@
+"""A vhost-user backend: pyopenamp plays the virtio *device* behind a real virtio driver.
+
+vhost-user (QEMU ``docs/interop/vhost-user.rst``) lets a process implement a virtio
+device for a virtual machine: the *frontend* (QEMU, or User-mode Linux's ``virtio_uml``
+driver) connects to a UNIX socket, negotiates features, hands over the guest's memory as
+file descriptors and tells where the vrings live; from then on the rings are shared
+memory and notifications are eventfd writes.  With ``virtio_uml.device=SOCKET:7`` on a
+UML kernel's command line, the kernel's ``virtio_rpmsg_bus`` becomes the rpmsg driver
+(host) and :class:`VhostUserMachine` the remote, exactly as on a board.
+
+Theory of operation
+-------------------
+:class:`VhostUserDevice` listens on the socket (unlink, bind, listen), accepts one
+frontend and unlinks the path again.  Control messages are processed by :meth:`process`
+(also called by :class:`VhostUserDoorbell` whenever the rpmsg layer waits), one message
+at a time and in order, from the one thread that uses the device.  The handlers form a
+table (:data:`VhostUserDevice._HANDLERS`); everything that changes the session's state
+lives in them:
+
+* features, protocol features and the owner;
+* the memory table: every region is ``mmap``-ed (``MAP_SHARED``, at its ``mmap
+  offset``) and becomes an :class:`~openamp.metal.io.IoRegion` whose physical base is
+  the region's *guest* address, so descriptor addresses (guest-physical) translate
+  directly; vring addresses are *user* addresses and are translated through the
+  regions' user bases;
+* per vring: size, base, the three part addresses, the kick/call/err descriptors and the
+  enabled flag;
+* the config space (``GET_CONFIG``/``SET_CONFIG``) and, if negotiated, the status byte.
+
+The object is also the :class:`~openamp.virtio.transport.VirtioTransport` of the device
+(role ``DEVICE``): :meth:`vring` gives each vring's region and explicit part offsets,
+:meth:`notify` writes the vring's *call* descriptor.  Without the ``STATUS`` protocol
+feature (UML 6.1 does not know it) the status byte is synthesised: DRIVER_OK once the
+memory table is there, every vring has its addresses and kick descriptor and is
+enabled, *and the driver has kicked* (Linux kicks its receive ring right after it set
+DRIVER_OK; see :attr:`VhostUserDevice.ready`).  :class:`VhostUserDoorbell` implements
+the :class:`~openamp.metal.doorbell.Doorbell` protocol over an epoll set of the socket
+and the kick descriptors, so the wait strategies and
+:class:`~openamp.platform.machine.DoorbellWaiter` work unchanged.
+
+When the driver goes away -- it disables or stops a ring after the device was ready,
+resets the device, re-initialises it, or the socket closes -- the device counts as
+*stopped*: :attr:`VhostUserDevice.on_stop` runs (before any reply is sent, so the
+frontend cannot free the rings while we still use them) and the doorbell raises
+:class:`~openamp.errors.PeerGoneError` from then on.  One session per device: it stays
+stopped even if the driver sets the rings up again (a guest that re-binds
+``virtio_rpmsg_bus``); serving that would need a fresh rpmsg device on new rings.
+
+What this module does not do: it implements no virtio device itself (rpmsg runs on top
+through the transport protocol), starts no thread, and never touches guest memory
+except through the regions it hands out and the used-ring index it reports for
+``GET_VRING_BASE``.  Messages use the host's byte order, little-endian on every host we
+support (the ring layer refuses big-endian hosts).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import gc
+import logging
+import mmap
+import os
+import select
+import socket
+import stat
+import struct
+import time
+import warnings
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import IntEnum
+from pathlib import Path
+from typing import Any
+
+from ..errors import (
+    InvalidStateError,
+    OpenAMPError,
+    OpenAMPTimeoutError,
+    PeerGoneError,
+    PeerProtocolError,
+    RingError,
+    UsageError,
+)
+from ..metal.io import AddressSpace, IoRegion
+from ..metal.wait import BlockingWait, wait_strategy
+from ..rpmsg.core import NsCallback
+from ..rpmsg.virtio import RpmsgVirtioDevice, TraceHook
+from ..rpmsg.wire import VIRTIO_RPMSG_F_NS
+from ..virtio.ring import (
+    VIRTIO_CONFIG_STATUS_ACK,
+    VIRTIO_CONFIG_STATUS_DRIVER,
+    VIRTIO_CONFIG_STATUS_DRIVER_OK,
+    VIRTIO_CONFIG_STATUS_FEATURES_OK,
+    VIRTIO_F_VERSION_1,
+    VIRTIO_ID_RPMSG,
+    VringLayout,
+)
+from ..virtio.transport import VringInfo
+from ..virtio.virtqueue import Role
+from .machine import DoorbellWaiter
+
+__all__ = [
+    "CONFIG_NOTIFYID",
+    "DEFAULT_PROTOCOL_FEATURES",
+    "RPMSG_DEVICE_FEATURES",
+    "BackendRequest",
+    "ProtocolFeature",
+    "Request",
+    "VhostUserDevice",
+    "VhostUserDoorbell",
+    "VhostUserError",
+    "VhostUserMachine",
+    "VringStoppedError",
+]
+
+log = logging.getLogger("openamp.platform.vhost_user")
+
+# -- wire formats (one definition each) ----------------------------------------------------
+
+HEADER = struct.Struct("<III")
+"""Message header: request, flags, payload size."""
+U64 = struct.Struct("<Q")
+VRING_STATE = struct.Struct("<II")
+"""``vhost_vring_state``: index, num."""
+VRING_ADDR = struct.Struct("<IIQQQQ")
+"""``vhost_vring_addr``: index, flags, desc, used, avail (user addresses), log (guest)."""
+MEMORY_HEADER = struct.Struct("<II")
+"""Memory table head: number of regions, padding."""
+MEMORY_REGION = struct.Struct("<QQQQ")
+"""One region: guest address, size, user address, mmap offset."""
+CONFIG_HEADER = struct.Struct("<III")
+"""Config space access: offset, size, flags; ``size`` bytes follow."""
+
+VHOST_USER_VERSION = 0x1
+FLAG_VERSION_MASK = 0x3
+FLAG_REPLY = 0x4
+FLAG_NEED_REPLY = 0x8
+VHOST_USER_F_PROTOCOL_FEATURES = 30
+"""Feature bit 30 (unused by virtio) says the backend knows protocol features."""
+VRING_INDEX_MASK = 0xFF
+VRING_NOFD_MASK = 0x100
+"""In SET_VRING_KICK/CALL/ERR: no descriptor comes with the message (poll instead)."""
+MAX_PAYLOAD = 0x1000
+MAX_FDS = 8
+MAX_REGIONS = 8
+MAX_CONFIG_SIZE = 256
+"""QEMU's ``VHOST_USER_MAX_CONFIG_SIZE``."""
+
+CONFIG_NOTIFYID = 0x100
+"""The device's own notify id (outside the vring index range): :meth:`VhostUserDevice.notify`
+with it sends ``CONFIG_CHANGE_MSG`` on the backend channel."""
+
+_KICK_VALUE = U64.pack(1)
+_RING_ALIGN = 4096  # VringLayout wants one; with explicit part offsets it is not used
+
+
+class Request(IntEnum):
+    """Frontend -> backend requests."""
+
+    GET_FEATURES = 1
+    SET_FEATURES = 2
+    SET_OWNER = 3
+    RESET_OWNER = 4
+    SET_MEM_TABLE = 5
+    SET_LOG_BASE = 6
+    SET_LOG_FD = 7
+    SET_VRING_NUM = 8
+    SET_VRING_ADDR = 9
+    SET_VRING_BASE = 10
+    GET_VRING_BASE = 11
+    SET_VRING_KICK = 12
+    SET_VRING_CALL = 13
+    SET_VRING_ERR = 14
+    GET_PROTOCOL_FEATURES = 15
+    SET_PROTOCOL_FEATURES = 16
+    GET_QUEUE_NUM = 17
+    SET_VRING_ENABLE = 18
+    SEND_RARP = 19
+    NET_SET_MTU = 20
+    SET_SLAVE_REQ_FD = 21
+    IOTLB_MSG = 22
+    SET_VRING_ENDIAN = 23
+    GET_CONFIG = 24
+    SET_CONFIG = 25
+    RESET_DEVICE = 34
+    VRING_KICK = 35
+    GET_MAX_MEM_SLOTS = 36
+    ADD_MEM_REG = 37
+    REM_MEM_REG = 38
+    SET_STATUS = 39
+    GET_STATUS = 40
+
+
+class BackendRequest(IntEnum):
+    """Backend -> frontend requests (the "slave" channel of ``SET_SLAVE_REQ_FD``)."""
+
+    IOTLB_MSG = 1
+    CONFIG_CHANGE_MSG = 2
+    VRING_HOST_NOTIFIER_MSG = 3
+    VRING_CALL = 4
+    VRING_ERR = 5
+
+
+class ProtocolFeature(IntEnum):
+    """Protocol feature bit numbers."""
+
+    MQ = 0
+    LOG_SHMFD = 1
+    RARP = 2
+    REPLY_ACK = 3
+    NET_MTU = 4
+    SLAVE_REQ = 5
+    CROSS_ENDIAN = 6
+    CRYPTO_SESSION = 7
+    PAGEFAULT = 8
+    CONFIG = 9
+    SLAVE_SEND_FD = 10
+    HOST_NOTIFIER = 11
+    INFLIGHT_SHMFD = 12
+    RESET_DEVICE = 13
+    INBAND_NOTIFICATIONS = 14
+    CONFIGURE_MEM_SLOTS = 15
+    STATUS = 16
+
+
+def _bits(*bits: int) -> int:
+    value = 0
+    for b in bits:
+        value |= 1 << b
+    return value
+
+
+DEFAULT_PROTOCOL_FEATURES = _bits(
+    ProtocolFeature.MQ,
+    ProtocolFeature.REPLY_ACK,
+    ProtocolFeature.SLAVE_REQ,
+    ProtocolFeature.CONFIG,
+    ProtocolFeature.RESET_DEVICE,
+    ProtocolFeature.STATUS,
+)
+"""What we offer.  ``SLAVE_REQ`` matters: UML 6.1 allocates the device's interrupt only
+when it gets the backend channel, and fails the probe with EBUSY otherwise."""
+
+SUPPORTED_PROTOCOL_FEATURES = DEFAULT_PROTOCOL_FEATURES
+"""Everything this backend implements; an offer outside this set is refused."""
+
+RPMSG_DEVICE_FEATURES = _bits(VIRTIO_RPMSG_F_NS, VIRTIO_F_VERSION_1)
+"""The default offer of an rpmsg device: name service and VERSION_1 (little-endian)."""
+
+_HAS_OWN_REPLY = frozenset(
+    {
+        Request.GET_FEATURES,
+        Request.GET_PROTOCOL_FEATURES,
+        Request.GET_VRING_BASE,
+        Request.GET_QUEUE_NUM,
+        Request.GET_CONFIG,
+        Request.GET_STATUS,
+        Request.GET_MAX_MEM_SLOTS,
+    }
+)
+
+
+class VhostUserError(PeerProtocolError):
+    """The vhost-user frontend sent a message that breaks the protocol."""
+
+
+class VringStoppedError(PeerGoneError, RingError):
+    """The frontend stopped or disabled a vring we were using (the driver went away).
+
+    Set as ``broken`` on the rpmsg device's virtqueues by :class:`VhostUserMachine`, so
+    the device stops touching rings the guest may already have freed; it is a
+    :class:`~openamp.errors.PeerGoneError`, which services treat as the end.
+    """
+
+
+# -- guest memory --------------------------------------------------------------------------
+
+
+@dataclass
+class _GuestRegion:
+    """One region of the memory table, mapped."""
+
+    guest_addr: int
+    size: int
+    user_addr: int
+    mmap_offset: int
+    mapping: mmap.mmap
+    region: IoRegion
+
+    def contains_user(self, addr: int, length: int) -> bool:
+        off = addr - self.user_addr
+        return off >= 0 and length >= 0 and off + length <= self.size
+
+    def close(self) -> bool:
+        """Release the region and unmap; False if other views keep the mapping alive."""
+        with contextlib.suppress(BufferError, ValueError):
+            self.region.release()
+        try:
+            self.mapping.close()
+        except BufferError:
+            gc.collect()  # views may only be kept alive by reference cycles
+            try:
+                self.mapping.close()
+            except BufferError:
+                return False
+        return True
+
+
+def _map_region(fd: int, guest_addr: int, size: int, user_addr: int, offset: int) -> _GuestRegion:
+    if size <= 0:
+        raise VhostUserError(f"memory region at guest {guest_addr:#x} has size {size}")
+    st = os.fstat(fd)
+    if stat.S_ISREG(st.st_mode) and offset + size > st.st_size:
+        # Touching a mapping beyond the end of its file kills the process with SIGBUS.
+        raise VhostUserError(
+            f"memory region [{offset:#x}, +{size:#x}) lies beyond the end of its "
+            f"{st.st_size:#x}-byte file"
+        )
+    delta = offset % mmap.ALLOCATIONGRANULARITY
+    try:
+        mapping = mmap.mmap(
+            fd,
+            size + delta,
+            flags=mmap.MAP_SHARED,
+            prot=mmap.PROT_READ | mmap.PROT_WRITE,
+            offset=offset - delta,
+        )
+    except (OSError, ValueError, OverflowError) as exc:
+        raise VhostUserError(
+            f"cannot map memory region guest {guest_addr:#x} size {size:#x}: {exc}"
+        ) from None
+    region = IoRegion(
+        mapping, offset=delta, size=size, phys_base=guest_addr, name=f"guest@{guest_addr:#x}"
+    )
+    return _GuestRegion(guest_addr, size, user_addr, offset, mapping, region)
+
+
+# -- vrings --------------------------------------------------------------------------------
+
+
+@dataclass
+class _Vring:
+    index: int
+    num: int = 0
+    base: int = 0
+    flags: int = 0
+    desc: int | None = None
+    used: int | None = None
+    avail: int | None = None
+    kick_fd: int | None = None
+    kick_polled: bool = False
+    """SET_VRING_KICK came without a descriptor: the frontend never kicks, poll."""
+    call_fd: int | None = None
+    err_fd: int | None = None
+    enabled: bool = False
+    stopped: bool = False
+    kicks: int = 0
+    calls: int = 0
+
+    def close_fds(self) -> None:
+        for name in ("kick_fd", "call_fd", "err_fd"):
+            fd = getattr(self, name)
+            if fd is not None:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+                setattr(self, name, None)
+
+
+@dataclass
+class _Message:
+    request: int
+    flags: int
+    payload: bytes
+    fds: list[int] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        try:
+            return Request(self.request).name
+        except ValueError:
+            return f"request {self.request}"
+
+    def take_fd(self) -> int | None:
+        return self.fds.pop(0) if self.fds else None
+
+    def close_fds(self) -> None:
+        while self.fds:
+            with contextlib.suppress(OSError):
+                os.close(self.fds.pop())
+
+
+def _unpack(st: struct.Struct, msg: _Message) -> tuple[Any, ...]:
+    if len(msg.payload) < st.size:
+        raise VhostUserError(
+            f"{msg.name}: payload of {len(msg.payload)} bytes, need at least {st.size}"
+        )
+    return st.unpack_from(msg.payload)
+
+
+# -- the device ----------------------------------------------------------------------------
+
+
+class VhostUserDevice:
+    """A vhost-user backend for one virtio device, and its :class:`VirtioTransport`.
+
+    ``socket_path``: where to listen (an existing *socket* there is replaced; anything
+    else raises :class:`UsageError`).  ``device_id``: the virtio device id (7 = rpmsg).
+    ``device_features``: the virtio feature bits offered (bit 30 is added on the wire).
+    ``config``: the device's config space.  ``num_vrings``: how many vrings it has.
+    ``protocol_features``: the protocol features offered.  ``io_timeout``: seconds a
+    started message may take to arrive completely, and a reply to be sent.
+
+    Listening starts in the constructor, so a frontend started right after finds the
+    socket.  Use from one thread at a time.
+    """
+
+    role = Role.DEVICE
+
+    def __init__(
+        self,
+        socket_path: str | os.PathLike[str],
+        *,
+        device_id: int = VIRTIO_ID_RPMSG,
+        device_features: int = RPMSG_DEVICE_FEATURES,
+        config: bytes = b"",
+        num_vrings: int = 2,
+        protocol_features: int = DEFAULT_PROTOCOL_FEATURES,
+        io_timeout: float = 5.0,
+    ) -> None:
+        if device_features & (1 << VHOST_USER_F_PROTOCOL_FEATURES):
+            raise UsageError("feature bit 30 is vhost-user's own; do not offer it yourself")
+        if not 1 <= num_vrings <= VRING_INDEX_MASK + 1:
+            raise UsageError(f"num_vrings must be 1..256, got {num_vrings}")
+        if protocol_features & ~SUPPORTED_PROTOCOL_FEATURES:
+            raise UsageError(
+                f"protocol features {protocol_features & ~SUPPORTED_PROTOCOL_FEATURES:#x} "
+                "are not implemented by this backend"
+            )
+        if len(config) > MAX_CONFIG_SIZE:
+            raise UsageError(f"config space is limited to {MAX_CONFIG_SIZE} bytes")
+        self.path = os.fspath(socket_path)
+        self._device_id = device_id
+        self._device_features = device_features
+        self._offered_protocol = protocol_features
+        self.config = bytearray(config)
+        self.io_timeout = io_timeout
+
+        self.owner = False
+        self.acked_features = 0
+        """The features word of the last SET_FEATURES (bit 30 included)."""
+        self.features_set = False
+        self.protocol_features = 0
+        """The protocol features the frontend accepted."""
+        self.status = 0
+        """The status byte the frontend set (only with the STATUS protocol feature)."""
+        self.vrings = [_Vring(i) for i in range(num_vrings)]
+        self.received: Counter[str] = Counter()
+        """How many messages of each request type were processed."""
+        self.on_stop: Callable[[str], None] | None = None
+        """Called once when the driver goes away (see the module docstring)."""
+        self.stopped = ""
+        """Why the session ended ('' while it has not)."""
+        self.disconnected = False
+        self.closed = False
+
+        self._regions: list[_GuestRegion] = []
+        self._retired: list[_GuestRegion] = []
+        self._memory = AddressSpace()
+        self._was_ready = False
+        self._backend_fd: int | None = None
+        self._conn: socket.socket | None = None
+        self._epoll = select.epoll()
+        self._listener: socket.socket | None = None
+        self._bound: tuple[int, int] | None = None
+        try:
+            self._listen()
+        except BaseException:
+            self._epoll.close()
+            raise
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else ("connected" if self._conn else "listening")
+        return f"VhostUserDevice({self.path!r}, id={self._device_id}, {state})"
+
+    # -- connection ---------------------------------------------------------------------
+
+    def _listen(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            st = os.lstat(self.path)
+            if not stat.S_ISSOCK(st.st_mode):
+                raise UsageError(f"{self.path} exists and is not a socket; not replacing it")
+            os.unlink(self.path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        try:
+            sock.bind(self.path)
+            st = os.lstat(self.path)
+            self._bound = (st.st_dev, st.st_ino)
+            sock.listen(1)
+        except BaseException:
+            sock.close()
+            self._unlink_path()
+            raise
+        self._listener = sock
+
+    def _unlink_path(self) -> None:
+        """Remove the socket path if it is still the one we bound."""
+        if self._bound is None:
+            return
+        with contextlib.suppress(OSError):
+            st = os.lstat(self.path)
+            if (st.st_dev, st.st_ino) == self._bound:
+                os.unlink(self.path)
+        self._bound = None
+
+    @property
+    def connected(self) -> bool:
+        """Whether a frontend is connected and has not gone away."""
+        return self._conn is not None and not self.disconnected
+
+    def accept(self, timeout: float | None = 10.0) -> None:
+        """Wait for the frontend to connect (``timeout`` seconds, None = forever).
+
+        The socket path is unlinked once it has connected.  Raises
+        :class:`OpenAMPTimeoutError` if nobody connects in time.
+        """
+        if self.closed:
+            raise InvalidStateError("the vhost-user device is closed")
+        if self._conn is not None:
+            return
+        listener = self._listener
+        assert listener is not None
+        ms = None if timeout is None else max(0.0, timeout) * 1000.0
+        p = select.poll()
+        p.register(listener, select.POLLIN)
+        if not p.poll(ms):
+            raise OpenAMPTimeoutError(
+                f"no vhost-user frontend connected to {self.path} within {timeout} s"
+            )
+        conn, _ = listener.accept()
+        conn.settimeout(self.io_timeout)
+        self._conn = conn
+        self._epoll.register(conn.fileno(), select.EPOLLIN)
+        listener.close()
+        self._listener = None
+        self._unlink_path()
+        log.debug("vhost-user frontend connected on %s", self.path)
+
+    def fileno(self) -> int:
+        """An epoll descriptor: readable while a message or a kick is pending."""
+        return self._epoll.fileno()
+
+    # -- message loop -------------------------------------------------------------------
+
+    def process(self, timeout: float | None = 0.0) -> int:
+        """Handle every control message that has arrived; return how many.
+
+        Waits up to ``timeout`` seconds (None = forever) for the first one.  Raises
+        :class:`PeerGoneError` when the frontend has disconnected (after handling what
+        it sent before), :class:`VhostUserError` for a message that breaks the protocol.
+        """
+        conn = self._conn
+        if conn is None:
+            if self.closed:
+                raise InvalidStateError("the vhost-user device is closed")
+            raise InvalidStateError("no frontend connected yet; call accept() first")
+        if self.disconnected:
+            raise PeerGoneError(f"the vhost-user frontend on {self.path} disconnected")
+        n = 0
+        wait_ms = None if timeout is None else max(0.0, timeout) * 1000.0
+        p = select.poll()
+        p.register(conn, select.POLLIN)
+        while p.poll(wait_ms if n == 0 else 0):
+            msg = self._recv()
+            if msg is None:
+                self._disconnect()
+                if n:
+                    return n
+                raise PeerGoneError(f"the vhost-user frontend on {self.path} disconnected")
+            self._dispatch(msg)
+            n += 1
+        return n
+
+    def _recv(self) -> _Message | None:
+        conn = self._conn
+        assert conn is not None
+        try:
+            data, fds, msg_flags, _ = socket.recv_fds(
+                conn, HEADER.size, MAX_FDS, socket.MSG_CMSG_CLOEXEC
+            )
+        except (ConnectionResetError, BrokenPipeError):
+            return None
+        msg = _Message(0, 0, b"", list(fds))
+        try:
+            if not data:
+                return None
+            if msg_flags & socket.MSG_CTRUNC:
+                raise VhostUserError(f"more than {MAX_FDS} descriptors came with one message")
+            head = data + self._recv_exact(HEADER.size - len(data))
+            msg.request, msg.flags, size = HEADER.unpack(head)
+            if msg.flags & FLAG_VERSION_MASK != VHOST_USER_VERSION:
+                raise VhostUserError(f"{msg.name}: unsupported version in flags {msg.flags:#x}")
+            if size > MAX_PAYLOAD:
+                raise VhostUserError(f"{msg.name}: payload of {size} bytes is too large")
+            msg.payload = self._recv_exact(size)
+        except BaseException:
+            msg.close_fds()
+            raise
+        return msg
+
+    def _recv_exact(self, n: int) -> bytes:
+        conn = self._conn
+        assert conn is not None
+        buf = bytearray()
+        try:
+            while len(buf) < n:
+                chunk = conn.recv(n - len(buf))
+                if not chunk:
+                    raise VhostUserError(
+                        "the frontend closed the socket in the middle of a message"
+                    )
+                buf += chunk
+        except TimeoutError:
+            raise VhostUserError(
+                f"a message stayed incomplete for {self.io_timeout} s ({len(buf)} of {n} bytes)"
+            ) from None
+        return bytes(buf)
+
+    def _dispatch(self, msg: _Message) -> None:
+        self.received[msg.name] += 1
+        handler = self._HANDLERS.get(msg.request)
+        # Like libvhost-user, acknowledge whenever asked: UML asks already on the
+        # SET_PROTOCOL_FEATURES that negotiates REPLY_ACK.
+        ack = bool(msg.flags & FLAG_NEED_REPLY) and msg.request not in _HAS_OWN_REPLY
+        try:
+            if handler is None:
+                log.warning("ignoring unknown vhost-user %s", msg.name)
+                if ack:
+                    self._reply(msg.request, U64.pack(1))
+                return
+            log.debug("vhost-user %s (%d bytes, %d fds)", msg.name, len(msg.payload), len(msg.fds))
+            handler(self, msg)
+        except VhostUserError as exc:
+            if not ack:
+                raise
+            log.warning("refusing vhost-user %s: %s", msg.name, exc)
+            self._reply(msg.request, U64.pack(1))
+            return
+        finally:
+            msg.close_fds()  # descriptors a handler did not take
+        if ack:
+            self._reply(msg.request, U64.pack(0))
+
+    def _reply(self, request: int, payload: bytes) -> None:
+        conn = self._conn
+        assert conn is not None
+        try:
+            conn.sendall(
+                HEADER.pack(request, VHOST_USER_VERSION | FLAG_REPLY, len(payload)) + payload
+            )
+        except (BrokenPipeError, ConnectionResetError):
+            self._disconnect()
+        except TimeoutError:
+            raise VhostUserError(
+                f"the frontend did not take a reply within {self.io_timeout} s"
+            ) from None
+
+    # -- handlers -----------------------------------------------------------------------
+
+    def _get_features(self, msg: _Message) -> None:
+        self._reply(
+            msg.request, U64.pack(self._device_features | 1 << VHOST_USER_F_PROTOCOL_FEATURES)
+        )
+
+    def _set_features(self, msg: _Message) -> None:
+        (features,) = _unpack(U64, msg)
+        offered = self._device_features | 1 << VHOST_USER_F_PROTOCOL_FEATURES
+        if features & ~offered:
+            raise VhostUserError(
+                f"the driver accepted features {features & ~offered:#x} that were not offered"
+            )
+        self._stop("the driver negotiated features again")
+        self.acked_features = features
+        self.features_set = True
+
+    def _set_owner(self, msg: _Message) -> None:
+        self.owner = True
+
+    def _reset_owner(self, msg: _Message) -> None:
+        self._stop("the frontend reset the owner")
+        for vr in self.vrings:
+            vr.enabled = False
+
+    def _reset_device(self, msg: _Message) -> None:
+        self._stop("the frontend reset the device")
+        for vr in self.vrings:
+            vr.close_fds()
+        self.vrings = [_Vring(i) for i in range(len(self.vrings))]
+        self.status = 0
+        self.features_set = False
+        self.acked_features = 0
+
+    def _get_protocol_features(self, msg: _Message) -> None:
+        self._reply(msg.request, U64.pack(self._offered_protocol))
+
+    def _set_protocol_features(self, msg: _Message) -> None:
+        (features,) = _unpack(U64, msg)
+        if features & ~self._offered_protocol:
+            raise VhostUserError(
+                f"the frontend accepted protocol features "
+                f"{features & ~self._offered_protocol:#x} that were not offered"
+            )
+        self.protocol_features = features
+
+    def _set_mem_table(self, msg: _Message) -> None:
+        count, _padding = _unpack(MEMORY_HEADER, msg)
+        if not 1 <= count <= MAX_REGIONS:
+            raise VhostUserError(f"memory table with {count} regions (1..{MAX_REGIONS})")
+        need = MEMORY_HEADER.size + count * MEMORY_REGION.size
+        if len(msg.payload) < need:
+            raise VhostUserError(f"memory table of {count} regions needs {need} bytes")
+        if len(msg.fds) != count:
+            raise VhostUserError(f"memory table of {count} regions came with {len(msg.fds)} fds")
+        self._stop("the frontend replaced the memory table")
+        regions: list[_GuestRegion] = []
+        try:
+            for i in range(count):
+                guest, size, user, offset = MEMORY_REGION.unpack_from(
+                    msg.payload, MEMORY_HEADER.size + i * MEMORY_REGION.size
+                )
+                regions.append(_map_region(msg.fds[i], guest, size, user, offset))
+            space = AddressSpace()
+            for r in regions:
+                space.add(r.region)
+        except BaseException:
+            for r in regions:
+                r.close()
+            raise
+        # Old mappings may still be viewed by a device of the previous session.
+        self._retired.extend(self._regions)
+        self._regions = regions
+        self._memory = space
+        for r in regions:
+            log.debug(
+                "guest memory: guest %#x user %#x size %#x at file offset %#x",
+                r.guest_addr,
+                r.user_addr,
+                r.size,
+                r.mmap_offset,
+            )
+
+    def _ignore_with_fd(self, msg: _Message) -> None:
+        log.debug("ignoring vhost-user %s", msg.name)
+
+    def _vring_for(self, msg: _Message, index: int) -> _Vring:
+        if not 0 <= index < len(self.vrings):
+            raise VhostUserError(f"{msg.name}: vring {index} (the device has {len(self.vrings)})")
+        return self.vrings[index]
+
+    def _set_vring_num(self, msg: _Message) -> None:
+        index, num = _unpack(VRING_STATE, msg)
+        vr = self._vring_for(msg, index)
+        if num <= 0 or num & (num - 1) or num > 32768:
+            raise VhostUserError(f"vring {index}: size {num} is not a power of two in 1..32768")
+        vr.num = num
+
+    def _set_vring_addr(self, msg: _Message) -> None:
+        index, flags, desc, used, avail, _log = _unpack(VRING_ADDR, msg)
+        vr = self._vring_for(msg, index)
+        vr.flags, vr.desc, vr.used, vr.avail = flags, desc, used, avail
+
+    def _set_vring_base(self, msg: _Message) -> None:
+        index, base = _unpack(VRING_STATE, msg)
+        vr = self._vring_for(msg, index)
+        if base:
+            # Our virtqueues start from the ring's indices (a fresh ring is all zero).
+            log.warning(
+                "vring %d: base %d requested; the ring is used from its indices", index, base
+            )
+        vr.base = base
+
+    def _get_vring_base(self, msg: _Message) -> None:
+        index, _ = _unpack(VRING_STATE, msg)
+        vr = self._vring_for(msg, index)
+        vr.stopped = True
+        self._stop(f"the frontend stopped vring {index}")
+        # Every buffer we took has been returned by the time the rings stop (rpmsg
+        # returns receive buffers at once), so the used index is where we stand.
+        base = 0
+        with contextlib.suppress(OpenAMPError):
+            region, off = self._ring_location(vr.used, 4)
+            base = region.read16(off + 2)
+        self._reply(msg.request, VRING_STATE.pack(index, base))
+
+    def _vring_fd(self, msg: _Message) -> tuple[_Vring, int | None]:
+        (value,) = _unpack(U64, msg)
+        vr = self._vring_for(msg, value & VRING_INDEX_MASK)
+        fd = None if value & VRING_NOFD_MASK else msg.take_fd()
+        if fd is None and not value & VRING_NOFD_MASK:
+            raise VhostUserError(f"{msg.name} for vring {vr.index} came without a descriptor")
+        return vr, fd
+
+    def _set_vring_kick(self, msg: _Message) -> None:
+        vr, fd = self._vring_fd(msg)
+        if vr.kick_fd is not None:
+            with contextlib.suppress(OSError):
+                self._epoll.unregister(vr.kick_fd)
+            os.close(vr.kick_fd)
+        vr.kick_fd = fd
+        vr.kick_polled = fd is None
+        vr.stopped = False
+        if fd is not None:
+            os.set_blocking(fd, False)
+            self._epoll.register(fd, select.EPOLLIN)
+
+    def _set_vring_call(self, msg: _Message) -> None:
+        vr, fd = self._vring_fd(msg)
+        if vr.call_fd is not None:
+            os.close(vr.call_fd)
+        vr.call_fd = fd
+        if fd is not None:
+            os.set_blocking(fd, False)
+
+    def _set_vring_err(self, msg: _Message) -> None:
+        vr, fd = self._vring_fd(msg)
+        if vr.err_fd is not None:
+            os.close(vr.err_fd)
+        vr.err_fd = fd  # kept so the frontend's end stays valid; we never report errors
+
+    def _get_queue_num(self, msg: _Message) -> None:
+        self._reply(msg.request, U64.pack(len(self.vrings)))
+
+    def _set_vring_enable(self, msg: _Message) -> None:
+        index, enable = _unpack(VRING_STATE, msg)
+        vr = self._vring_for(msg, index)
+        vr.enabled = bool(enable)
+        if not enable:
+            self._stop(f"the driver disabled vring {index}")
+
+    def _set_slave_req_fd(self, msg: _Message) -> None:
+        fd = msg.take_fd()
+        if fd is None:
+            raise VhostUserError("SET_SLAVE_REQ_FD came without a descriptor")
+        if self._backend_fd is not None:
+            os.close(self._backend_fd)
+        # Keep it open even if unused: UML takes its end closing as the device vanishing.
+        self._backend_fd = fd
+
+    def _set_vring_endian(self, msg: _Message) -> None:
+        index, big = _unpack(VRING_STATE, msg)
+        self._vring_for(msg, index)
+        if big:
+            raise VhostUserError(f"vring {index}: big-endian rings are not supported")
+
+    def _get_config(self, msg: _Message) -> None:
+        offset, size, flags = _unpack(CONFIG_HEADER, msg)
+        if offset + size > MAX_CONFIG_SIZE:
+            # A zero-length payload is how a backend reports an error here.
+            log.warning("GET_CONFIG [%d, +%d) outside the config space", offset, size)
+            self._reply(msg.request, b"")
+            return
+        data = bytes(self.config[offset : offset + size]).ljust(size, b"\0")
+        self._reply(msg.request, CONFIG_HEADER.pack(offset, size, flags) + data)
+
+    def _set_config(self, msg: _Message) -> None:
+        offset, size, _flags = _unpack(CONFIG_HEADER, msg)
+        data = msg.payload[CONFIG_HEADER.size : CONFIG_HEADER.size + size]
+        if len(data) != size or offset + size > len(self.config):
+            raise VhostUserError(
+                f"SET_CONFIG [{offset}, +{size}) outside the {len(self.config)}-byte config space"
+            )
+        self.config[offset : offset + size] = data
+
+    def _vring_kick(self, msg: _Message) -> None:
+        index, _ = _unpack(VRING_STATE, msg)
+        self._vring_for(msg, index).kicks += 1
+
+    def _set_status(self, msg: _Message) -> None:
+        (value,) = _unpack(U64, msg)
+        if self._was_ready and not value & VIRTIO_CONFIG_STATUS_DRIVER_OK:
+            self._stop(f"the driver set status {value:#04x}")
+        self.status = value & 0xFF
+
+    def _get_status(self, msg: _Message) -> None:
+        self._reply(msg.request, U64.pack(self.get_status()))
+
+    def _get_max_mem_slots(self, msg: _Message) -> None:
+        self._reply(msg.request, U64.pack(MAX_REGIONS))
+
+    _HANDLERS: dict[int, Callable[[VhostUserDevice, _Message], None]] = {
+        Request.GET_FEATURES: _get_features,
+        Request.SET_FEATURES: _set_features,
+        Request.SET_OWNER: _set_owner,
+        Request.RESET_OWNER: _reset_owner,
+        Request.SET_MEM_TABLE: _set_mem_table,
+        Request.SET_LOG_BASE: _ignore_with_fd,
+        Request.SET_LOG_FD: _ignore_with_fd,
+        Request.SET_VRING_NUM: _set_vring_num,
+        Request.SET_VRING_ADDR: _set_vring_addr,
+        Request.SET_VRING_BASE: _set_vring_base,
+        Request.GET_VRING_BASE: _get_vring_base,
+        Request.SET_VRING_KICK: _set_vring_kick,
+        Request.SET_VRING_CALL: _set_vring_call,
+        Request.SET_VRING_ERR: _set_vring_err,
+        Request.GET_PROTOCOL_FEATURES: _get_protocol_features,
+        Request.SET_PROTOCOL_FEATURES: _set_protocol_features,
+        Request.GET_QUEUE_NUM: _get_queue_num,
+        Request.SET_VRING_ENABLE: _set_vring_enable,
+        Request.SET_SLAVE_REQ_FD: _set_slave_req_fd,
+        Request.SET_VRING_ENDIAN: _set_vring_endian,
+        Request.GET_CONFIG: _get_config,
+        Request.SET_CONFIG: _set_config,
+        Request.RESET_DEVICE: _reset_device,
+        Request.VRING_KICK: _vring_kick,
+        Request.SET_STATUS: _set_status,
+        Request.GET_STATUS: _get_status,
+        Request.GET_MAX_MEM_SLOTS: _get_max_mem_slots,
+    }
+    """What each request does; requests not listed are logged and ignored."""
+
+    # -- session state ------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """Whether the rings can be used: memory mapped, every vring addressed, given a
+        kick descriptor and enabled, at least one of them kicked, and the session not
+        stopped.
+
+        The kick matters: without the ``STATUS`` protocol feature it is the only sign of
+        DRIVER_OK.  Linux enables the rings in ``find_vqs()``, then posts its receive
+        buffers and registers its name-service endpoint, then sets DRIVER_OK and kicks
+        the receive ring; a message sent before that kick would find no endpoint.
+        With ``STATUS`` negotiated the frontend's DRIVER_OK says it and no kick is needed.
+        """
+        status_known = bool(self.protocol_features & (1 << ProtocolFeature.STATUS))
+        if self.stopped or self.disconnected or not self._regions:
+            return False
+        protocol = bool(self.acked_features & (1 << VHOST_USER_F_PROTOCOL_FEATURES))
+        kicked = status_known
+        for vr in self.vrings:
+            if not vr.num or vr.desc is None or vr.stopped:
+                return False
+            if vr.kick_fd is None and not vr.kick_polled:
+                return False
+            if protocol and not vr.enabled:
+                return False
+            kicked = kicked or vr.kicks > 0 or vr.kick_polled
+        return kicked
+
+    def _stop(self, reason: str) -> None:
+        """The driver went away: fence the user of the rings, once per session."""
+        if not self._was_ready or self.stopped:
+            return
+        self.stopped = reason
+        log.info("vhost-user device on %s stopped: %s", self.path, reason)
+        if self.on_stop is not None:
+            self.on_stop(reason)
+
+    def _disconnect(self) -> None:
+        if self.disconnected:
+            return
+        self.disconnected = True
+        conn = self._conn
+        if conn is not None:
+            with contextlib.suppress(OSError):
+                self._epoll.unregister(conn.fileno())
+        self._stop("the frontend disconnected")
+        log.debug("vhost-user frontend on %s disconnected", self.path)
+
+    def _ring_location(self, addr: int | None, length: int) -> tuple[IoRegion, int]:
+        if addr is None:
+            raise InvalidStateError("the vring address is not set")
+        for r in self._regions:
+            if r.contains_user(addr, length):
+                return r.region, addr - r.user_addr
+        raise VhostUserError(f"vring address {addr:#x} (+{length:#x}) is in no memory region")
+
+    # -- VirtioTransport ------------------------------------------------------------------
+
+    @property
+    def device_id(self) -> int:
+        """Virtio device id (7 for rpmsg)."""
+        return self._device_id
+
+    @property
+    def num_vrings(self) -> int:
+        """How many vrings the device has."""
+        return len(self.vrings)
+
+    @property
+    def notifyid(self) -> int:
+        """The device's own notify id (:data:`CONFIG_NOTIFYID`)."""
+        return CONFIG_NOTIFYID
+
+    def get_status(self) -> int:
+        """The status byte: the frontend's with ``STATUS``, else synthesised (see module)."""
+        if self.protocol_features & (1 << ProtocolFeature.STATUS):
+            status = self.status
+            if status & VIRTIO_CONFIG_STATUS_DRIVER_OK and not self.ready:
+                status &= ~VIRTIO_CONFIG_STATUS_DRIVER_OK
+        else:
+            status = 0
+            if self.features_set and not self.stopped:
+                status = VIRTIO_CONFIG_STATUS_ACK | VIRTIO_CONFIG_STATUS_DRIVER
+                if self.acked_features & (1 << VIRTIO_F_VERSION_1):
+                    status |= VIRTIO_CONFIG_STATUS_FEATURES_OK
+                if self.ready:
+                    status |= VIRTIO_CONFIG_STATUS_DRIVER_OK
+        if status & VIRTIO_CONFIG_STATUS_DRIVER_OK and not self._was_ready:
+            self._was_ready = True
+        return status
+
+    def set_status(self, status: int) -> None:
+        """Device side: only a reset request (0) is meaningful; it is recorded locally."""
+        if status:
+            raise UsageError("the device side does not set the status byte")
+        self.status = 0
+
+    def device_features(self) -> int:
+        """The virtio features offered (without vhost-user's bit 30)."""
+        return self._device_features
+
+    def driver_features(self) -> int:
+        """The virtio features the driver accepted (without bit 30; 0 before it did)."""
+        return self.acked_features & ~(1 << VHOST_USER_F_PROTOCOL_FEATURES)
+
+    def set_driver_features(self, features: int) -> None:
+        """Driver-side operation: refused."""
+        raise UsageError("the device side does not set the driver features")
+
+    def vring(self, index: int) -> VringInfo:
+        """Vring ``index``: its memory region, part offsets and notify id (its index)."""
+        if not 0 <= index < len(self.vrings):
+            raise UsageError(f"vring {index} does not exist (the device has {len(self.vrings)})")
+        vr = self.vrings[index]
+        if not vr.num or vr.desc is None or vr.avail is None or vr.used is None:
+            raise InvalidStateError(f"vring {index} has not been set up by the frontend")
+        num = vr.num
+        region, desc_off = self._ring_location(vr.desc, 16 * num)
+        avail_region, avail_off = self._ring_location(vr.avail, 6 + 2 * num)
+        used_region, used_off = self._ring_location(vr.used, 6 + 8 * num)
+        if avail_region is not region or used_region is not region:
+            raise VhostUserError(f"vring {index}: its parts lie in different memory regions")
+        layout = VringLayout(
+            num,
+            align=_RING_ALIGN,
+            base=desc_off,
+            pa=region.phys_base + desc_off,
+            avail_at=avail_off,
+            used_at=used_off,
+        )
+        return VringInfo(index=index, region=region, layout=layout, notifyid=index)
+
+    def notify(self, notifyid: int) -> None:
+        """Signal the driver: vring ``notifyid``'s call descriptor, or a config change."""
+        if notifyid == CONFIG_NOTIFYID:
+            self._send_config_change()
+            return
+        if not 0 <= notifyid < len(self.vrings):
+            raise UsageError(f"notify id {notifyid} names no vring")
+        vr = self.vrings[notifyid]
+        fd = vr.call_fd
+        if fd is None or self.stopped:
+            return
+        try:
+            os.write(fd, _KICK_VALUE)
+            vr.calls += 1
+        except BlockingIOError:
+            pass  # the frontend has unread calls; they wake it anyway
+        except (BrokenPipeError, ConnectionResetError):
+            log.debug("vring %d: the frontend closed its call descriptor", notifyid)
+
+    def _send_config_change(self) -> None:
+        fd = self._backend_fd
+        if fd is None or not self.protocol_features & (1 << ProtocolFeature.CONFIG):
+            return
+        with contextlib.suppress(BlockingIOError, BrokenPipeError, ConnectionResetError):
+            os.write(fd, HEADER.pack(BackendRequest.CONFIG_CHANGE_MSG, VHOST_USER_VERSION, 0))
+
+    # -- memory -----------------------------------------------------------------------------
+
+    @property
+    def memory(self) -> AddressSpace:
+        """The guest's memory, addressed by guest-physical address."""
+        return self._memory
+
+    @property
+    def guest_memory(self) -> IoRegion:
+        """The one memory region (the ``shm`` of an rpmsg device).
+
+        Raises :class:`InvalidStateError` before the memory table arrived and
+        :class:`UsageError` if the frontend gave more than one region (our rpmsg device
+        addresses its buffers through a single region).
+        """
+        if not self._regions:
+            raise InvalidStateError("the frontend has not sent its memory table yet")
+        if len(self._regions) > 1:
+            raise UsageError(
+                f"the frontend's memory table has {len(self._regions)} regions; "
+                "an rpmsg device needs its buffers in one"
+            )
+        return self._regions[0].region
+
+    # -- kicks ------------------------------------------------------------------------------
+
+    def drain_kicks(self) -> int:
+        """Consume every pending kick of every vring without blocking; return how many."""
+        n = 0
+        for vr in self.vrings:
+            fd = vr.kick_fd
+            if fd is None:
+                continue
+            while True:
+                try:
+                    data = os.read(fd, 4096)
+                except BlockingIOError:
+                    break
+                except OSError as exc:
+                    if exc.errno == errno.EINTR:
+                        continue
+                    raise
+                if not data:  # a pipe whose writer is gone
+                    with contextlib.suppress(OSError):
+                        self._epoll.unregister(fd)
+                    break
+                got = max(1, len(data) // U64.size)
+                vr.kicks += got
+                n += got
+        return n
+
+    def doorbell(self) -> VhostUserDoorbell:
+        """A :class:`~openamp.metal.doorbell.Doorbell` over this device's socket and kicks."""
+        return VhostUserDoorbell(self)
+
+    def driver_ok(self) -> bool:
+        """Whether the status byte has DRIVER_OK (see :meth:`get_status`)."""
+        return bool(self.get_status() & VIRTIO_CONFIG_STATUS_DRIVER_OK)
+
+    def wait_ready(
+        self, timeout: float | None = 10.0, *, waiter: DoorbellWaiter | None = None
+    ) -> None:
+        """Handle messages and kicks until the driver has set the device up (DRIVER_OK).
+
+        ``timeout`` in seconds (None = forever); ``waiter`` defaults to blocking on
+        :meth:`doorbell`.  Raises :class:`OpenAMPTimeoutError` if it is not in time,
+        :class:`PeerGoneError` if the frontend goes away first.
+        """
+        if waiter is None:
+            waiter = DoorbellWaiter(self.doorbell(), BlockingWait())
+        if not waiter.wait(self.driver_ok, timeout):
+            raise OpenAMPTimeoutError(
+                f"the vhost-user driver on {self.path} did not set the device up within "
+                f"{timeout} s (messages so far: {dict(self.received) or 'none'})"
+            )
+
+    # -- teardown ---------------------------------------------------------------------------
+
+    def disconnect(self) -> None:
+        """Drop the frontend abruptly, as a crashed backend would: close the socket and
+        every descriptor it passed (no goodbye, no NS destroy), but keep the guest memory
+        mapped for whoever still views it.  :meth:`close` unmaps.  Idempotent.
+        """
+        if self._conn is not None and not self.disconnected:
+            self._disconnect()
+        self._stop("the backend disconnected")
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        self._unlink_path()
+        if self._conn is not None:
+            self._conn.close()
+        for vr in self.vrings:
+            vr.close_fds()
+        if self._backend_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._backend_fd)
+            self._backend_fd = None
+
+    def close(self) -> None:
+        """Disconnect, close every descriptor, unmap the guest memory, unlink the path.
+
+        Mappings that are still viewed (an rpmsg device that was not closed) cannot be
+        unmapped now: a :class:`ResourceWarning` is issued and they go when the last
+        view is released.  Idempotent.
+        """
+        if self.closed:
+            return
+        self.closed = True
+        self.disconnect()
+        self._epoll.close()
+        stuck = [r for r in self._regions + self._retired if not r.close()]
+        self._regions, self._retired = [], []
+        self._memory = AddressSpace()
+        if stuck:
+            warnings.warn(
+                f"vhost-user device {self.path}: guest memory closed while views of it are "
+                "still alive; it stays mapped until they are released",
+                ResourceWarning,
+                stacklevel=2,
+            )
+
+    def __enter__(self) -> VhostUserDevice:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class VhostUserDoorbell:
+    """The :class:`~openamp.metal.doorbell.Doorbell` of a :class:`VhostUserDevice`.
+
+    Readable while a control message or a kick is pending.  :meth:`drain` handles the
+    control messages and consumes the kicks; it raises :class:`PeerGoneError` once the
+    frontend has disconnected or stopped the device.  :meth:`kick` signals every vring.
+    """
+
+    def __init__(self, device: VhostUserDevice) -> None:
+        self.device = device
+        self.kicks_sent = 0
+        self.kicks_received = 0
+
+    def _gone(self) -> str:
+        dev = self.device
+        if dev.stopped:
+            return f"the vhost-user device on {dev.path} stopped: {dev.stopped}"
+        if dev.disconnected or dev.closed:
+            return f"the vhost-user frontend on {dev.path} disconnected"
+        return ""
+
+    def kick(self) -> None:
+        """Signal the driver on every vring."""
+        for vr in self.device.vrings:
+            self.device.notify(vr.index)
+        self.kicks_sent += 1
+
+    def drain(self) -> int:
+        """Handle pending control messages and consume pending kicks; return how many."""
+        dev = self.device
+        n = 0
+        if not dev.closed and not dev.disconnected:
+            with contextlib.suppress(PeerGoneError):
+                n += dev.process(0)
+        if not dev.closed:
+            kicks = dev.drain_kicks()
+            self.kicks_received += kicks
+            n += kicks
+        reason = self._gone()
+        if reason and not n:
+            raise PeerGoneError(reason)
+        return n
+
+    def wait_readable(self, timeout: float | None) -> bool:
+        """Block until a message or kick is pending (or the peer is gone); not consuming."""
+        if self._gone():
+            return True
+        ms = None if timeout is None else max(0.0, timeout) * 1000.0
+        p = select.poll()
+        p.register(self.device.fileno(), select.POLLIN)
+        return bool(p.poll(ms)) or bool(self._gone())
+
+    def fileno(self) -> int:
+        """The device's epoll descriptor."""
+        return self.device.fileno()
+
+    def close(self) -> None:
+        """Nothing to release: the device owns every descriptor."""
+
+
+class VhostUserMachine:
+    """A remote whose rpmsg device is served over vhost-user (mirrors ``SharedMemoryMachine``).
+
+    The backend listens on ``socket_path`` from construction on; start the frontend (a
+    UML kernel with ``virtio_uml.device=PATH:7``), then call :meth:`start`, which waits
+    for the connection and the driver's set-up and returns the
+    :class:`~openamp.rpmsg.virtio.RpmsgVirtioDevice`.  ``wait`` names the wait strategy
+    (``"spin-then-block"`` by default).  The remaining keywords go to the rpmsg device.
+
+    Keep calling into the rpmsg device (a service's ``run()``, ``wait_until``) while
+    the guest runs: control messages are handled only then, and a frontend that waits
+    for a reply (UML does on driver removal and power-off) waits until they are.
+    ``with`` closes the machine; it does not start it.
+    """
+
+    def __init__(
+        self,
+        socket_path: str | os.PathLike[str],
+        *,
+        device_features: int = RPMSG_DEVICE_FEATURES,
+        protocol_features: int = DEFAULT_PROTOCOL_FEATURES,
+        wait: str = "spin-then-block",
+        wait_options: dict[str, Any] | None = None,
+        ns_bind_cb: NsCallback | None = None,
+        ns_unbind_cb: NsCallback | None = None,
+        trace: TraceHook | None = None,
+    ) -> None:
+        self.strategy = wait_strategy(wait, **(wait_options or {}))
+        self.device = VhostUserDevice(
+            socket_path, device_features=device_features, protocol_features=protocol_features
+        )
+        self.device.on_stop = self._fence
+        self._ns_bind_cb = ns_bind_cb
+        self._ns_unbind_cb = ns_unbind_cb
+        self._trace = trace
+        self._rpmsg: RpmsgVirtioDevice | None = None
+
+    def __repr__(self) -> str:
+        return f"VhostUserMachine({self.device.path!r})"
+
+    @property
+    def path(self) -> Path:
+        """The socket path the frontend connects to."""
+        return Path(self.device.path)
+
+    @property
+    def rpmsg(self) -> RpmsgVirtioDevice:
+        """The rpmsg device (after :meth:`start`)."""
+        if self._rpmsg is None:
+            raise UsageError("the machine is not started; call start() first")
+        return self._rpmsg
+
+    def start(self, timeout: float | None = 10.0) -> RpmsgVirtioDevice:
+        """Accept the frontend, wait for the driver's DRIVER_OK, bring rpmsg up.
+
+        ``timeout``: seconds for all of it (None = forever).  On failure the machine
+        is closed.
+        """
+        if self._rpmsg is not None:
+            return self._rpmsg
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def remaining() -> float | None:
+            return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+        try:
+            dev = self.device
+            dev.accept(remaining())
+            waiter = DoorbellWaiter(dev.doorbell(), self.strategy)
+            dev.wait_ready(remaining(), waiter=waiter)
+            self._rpmsg = RpmsgVirtioDevice(
+                dev,
+                shm=dev.guest_memory,
+                waiter=waiter,
+                ns_bind_cb=self._ns_bind_cb,
+                ns_unbind_cb=self._ns_unbind_cb,
+                ready_timeout=remaining(),
+                trace=self._trace,
+            )
+            if dev.stopped:  # stopped while rpmsg was being set up
+                self._fence(dev.stopped)
+        except BaseException:
+            self.close()
+            raise
+        return self._rpmsg
+
+    def _fence(self, reason: str) -> None:
+        """Make the rpmsg device stop touching the rings the driver has given up."""
+        rpmsg = self._rpmsg
+        if rpmsg is None:
+            return
+        for vq in (rpmsg.rx_queue, rpmsg.tx_queue):
+            vq.broken = VringStoppedError(f"{vq.name}: {reason}")
+
+    def serve(self, timeout: float | None = None) -> str:
+        """Keep serving until the frontend disconnects or ``timeout`` seconds pass.
+
+        While the driver uses the device, incoming rpmsg messages are dispatched as
+        usual; after it stopped the device (driver removal, power-off) control messages
+        are still answered, since the frontend may wait for replies (UML does before it
+        can exit).  Returns why it ended.
+        """
+        rpmsg = self.rpmsg
+        dev = self.device
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if dev.closed or dev.disconnected:
+                return f"the vhost-user frontend on {dev.path} disconnected"
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return f"time limit of {timeout} s"
+            try:
+                if not dev.stopped:
+                    rpmsg.wait_until(lambda: bool(dev.stopped), remaining)
+                else:
+                    dev.process(remaining)
+            except PeerGoneError:
+                continue
+
+    def close(self) -> None:
+        """Close the rpmsg device (announcing while the driver listens), then the backend.
+
+        Idempotent.
+        """
+        if self._rpmsg is not None:
+            with contextlib.suppress(OpenAMPError):
+                self._rpmsg.close()
+            self._rpmsg = None
+        self.device.close()
+
+    def __enter__(self) -> VhostUserMachine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
