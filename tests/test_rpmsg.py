@@ -369,3 +369,16 @@ def test_recv_many_limits_the_batch(pair):
     host.create_endpoint("", dst=0x400).send_many([b"1", b"2", b"3"])
     assert inbox.recv_many(2, timeout=0) == [b"1", b"2"]
     assert inbox.recv_many(timeout=0) == [b"3"]
+
+
+def test_a_stopped_transport_makes_every_call_raise_peer_gone(pair):
+    from openamp import PeerGoneError, TransportStoppedError
+
+    _, host, remote = pair
+    ept = remote.create_endpoint("", src=0x400, dst=0x400)
+    remote.transport_stopped("the driver reset the device")
+    with pytest.raises(TransportStoppedError, match="reset the device") as info:
+        ept.send(b"x")
+    assert isinstance(info.value, PeerGoneError)
+    with pytest.raises(PeerGoneError):
+        remote.poll()

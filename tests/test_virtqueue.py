@@ -185,3 +185,35 @@ def test_a_ring_whose_parts_are_placed_apart_works():
     dev.add_used(head, 32)
     assert struct.unpack_from("<H", mem, 0x2002)[0] == 1  # used.idx where we put it
     assert drv.get_used() == (0x10, 32, 0)
+
+
+def test_a_driver_ring_with_parts_apart_zeroes_only_its_parts():
+    mem = bytearray(b"\xee" * 0x4000)
+    ring = IoRegion(mem)
+    layout = VringLayout(NUM, 16, base=0x1000, pa=0x1000, avail_at=0x200, used_at=0x2000)
+    drv = Virtqueue(
+        ring, layout, role=Role.DRIVER, buf_io=ring.subregion(0x3000, 0x1000), notify=lambda: None
+    )
+    drv.init_driver_ring()
+    assert mem[0x300:0x1000] == b"\xee" * 0xD00  # between avail and desc: untouched
+    assert mem[0x200:0x202] == b"\0\0" and mem[0x2000:0x2004] == b"\0" * 4
+
+
+def test_a_device_resumes_at_the_avail_index_it_is_given():
+    mem, layout, drv, dev, _ = make()
+    for _ in range(3):
+        drv.add_buffer(0, 16, False)
+    dev.attach_device(last_avail=2)  # the first two were handled before
+    head, _, _ = dev.get_avail()
+    assert head == 2 and dev.get_avail() is None
+
+
+def test_a_broken_queue_refuses_everything_and_wakes_waiters():
+    _, _, drv, dev, _ = make()
+    err = RingError("stopped")
+    dev.broken = err
+    assert dev.has_pending()
+    with pytest.raises(RingError):
+        dev.get_avail()
+    with pytest.raises(RingError):
+        dev.add_used(0, 16)

@@ -22,6 +22,7 @@ from .errors import (
     ResourceTableError,
     RingError,
     SendTimeoutError,
+    TransportStoppedError,
     UsageError,
 )
 
@@ -58,6 +59,7 @@ __all__ = [
     "ResourceTableError",
     "RingError",
     "SendTimeoutError",
+    "TransportStoppedError",
     "UsageError",
     "__version__",
 ]

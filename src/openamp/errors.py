@@ -138,3 +138,8 @@ class SendTimeoutError(NoBufferError, OpenAMPTimeoutError):
 
 class PeerGoneError(OpenAMPError, ConnectionError):
     """The peer disconnected (its doorbell socket closed) or its device was reset."""
+
+
+class TransportStoppedError(PeerGoneError, RingError):
+    """The transport took the rings back (the driver stopped or reset the device, or the
+    remote went away); the rpmsg device on them can do nothing more."""

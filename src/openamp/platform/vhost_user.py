@@ -80,7 +80,7 @@ from ..errors import (
     OpenAMPTimeoutError,
     PeerGoneError,
     PeerProtocolError,
-    RingError,
+    TransportStoppedError,
     UsageError,
 )
 from ..metal.io import AddressSpace, IoRegion
@@ -266,13 +266,10 @@ class VhostUserError(PeerProtocolError):
     """The vhost-user frontend sent a message that breaks the protocol."""
 
 
-class VringStoppedError(PeerGoneError, RingError):
-    """The frontend stopped or disabled a vring we were using (the driver went away).
-
-    Set as ``broken`` on the rpmsg device's virtqueues by :class:`VhostUserMachine`, so
-    the device stops touching rings the guest may already have freed; it is a
-    :class:`~openamp.errors.PeerGoneError`, which services treat as the end.
-    """
+VringStoppedError = TransportStoppedError
+"""The frontend stopped or disabled a vring we were using (the driver went away): the
+rpmsg device stops touching rings the guest may already have freed.  It is a
+:class:`~openamp.errors.PeerGoneError`, which services treat as the end."""
 
 
 # -- guest memory --------------------------------------------------------------------------
@@ -773,12 +770,7 @@ class VhostUserDevice:
     def _set_vring_base(self, msg: _Message) -> None:
         index, base = _unpack(VRING_STATE, msg)
         vr = self._vring_for(msg, index)
-        if base:
-            # Our virtqueues start from the ring's indices (a fresh ring is all zero).
-            log.warning(
-                "vring %d: base %d requested; the ring is used from its indices", index, base
-            )
-        vr.base = base
+        vr.base = base  # where the device resumes taking buffers
 
     def _get_vring_base(self, msg: _Message) -> None:
         index, _ = _unpack(VRING_STATE, msg)
@@ -1050,7 +1042,7 @@ class VhostUserDevice:
             avail_at=avail_off,
             used_at=used_off,
         )
-        return VringInfo(index=index, region=region, layout=layout, notifyid=index)
+        return VringInfo(index=index, region=region, layout=layout, notifyid=index, base=vr.base)
 
     def notify(self, notifyid: int) -> None:
         """Signal the driver: vring ``notifyid``'s call descriptor, or a config change."""
@@ -1358,8 +1350,7 @@ class VhostUserMachine:
         rpmsg = self._rpmsg
         if rpmsg is None:
             return
-        for vq in (rpmsg.rx_queue, rpmsg.tx_queue):
-            vq.broken = VringStoppedError(f"{vq.name}: {reason}")
+        rpmsg.transport_stopped(reason)
 
     def serve(self, timeout: float | None = None) -> str:
         """Keep serving until the frontend disconnects or ``timeout`` seconds pass.

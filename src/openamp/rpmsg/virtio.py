@@ -43,6 +43,7 @@ from ..errors import (
     ResourceTableError,
     RingError,
     SendTimeoutError,
+    TransportStoppedError,
     UsageError,
 )
 from ..metal.io import IoRegion
@@ -183,8 +184,8 @@ class RpmsgVirtioDevice(RpmsgDevice):
             self._wait_driver_ok(ready_timeout)
             self.features = transport.device_features() & transport.driver_features()
             vq0, vq1 = self._make_queues()
-            vq0.attach_device()
-            vq1.attach_device()
+            vq0.attach_device(transport.vring(0).base)
+            vq1.attach_device(transport.vring(1).base)
             self._tvq, self._rvq = vq0, vq1
             self._rx_size = 0
             self._tx_size = 0
@@ -318,6 +319,14 @@ class RpmsgVirtioDevice(RpmsgDevice):
     def has_rx_pending(self) -> bool:
         """Whether the peer has published messages not yet processed."""
         return not self.closed and self._rvq.has_pending()
+
+    def transport_stopped(self, reason: str) -> None:
+        """The transport took the rings back: every later call raises
+        :class:`TransportStoppedError` (a :class:`PeerGoneError`), and nothing touches the
+        rings again.  Platforms call this when the driver stops or resets the device."""
+        err = TransportStoppedError(reason)
+        self._rvq.broken = err
+        self._tvq.broken = err
 
     def _quiet(self) -> None:
         self._rvq.disable_cb()

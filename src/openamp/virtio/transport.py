@@ -24,6 +24,8 @@ class VringInfo:
     region: IoRegion
     layout: VringLayout
     notifyid: int
+    base: int = 0
+    """Device role: the avail index to start taking buffers at (0 for a fresh ring)."""
 
 
 class VirtioTransport(Protocol):

@@ -153,7 +153,13 @@ class Virtqueue:
         after ``virtio_create_virtqueues`` zeroed ``vring_size`` bytes).
         """
         self._require(Role.DRIVER, "init_driver_ring")
-        self.ring_io.fill(self.layout.start, self.layout.size)
+        lay = self.layout
+        if lay.avail_at is None and lay.used_at is None:
+            self.ring_io.fill(lay.start, lay.size)  # vring_size bytes, as C zeroes them
+        else:  # parts placed apart: zero each, not whatever lies between them
+            self.ring_io.fill(lay.desc, 16 * lay.num)
+            self.ring_io.fill(lay.avail, lay.used_event + 2 - lay.avail)
+            self.ring_io.fill(lay.used, lay.avail_event + 2 - lay.used)
         m16 = self._m16
         d = (self._desc - self.layout.start) // 2
         for i, nxt in enumerate(self._next):
@@ -163,10 +169,15 @@ class Virtqueue:
         self._free_head = 0
         self._free_count = self.num
 
-    def attach_device(self) -> None:
-        """Device: start from the ring's current indices (C: ``vq_available_idx = 0``)."""
+    def attach_device(self, last_avail: int = 0) -> None:
+        """Device: start taking buffers at avail index ``last_avail``.
+
+        0 for a fresh ring (C: ``vq_available_idx = 0``); a vhost-user frontend that
+        resumes a ring says where (``SET_VRING_BASE``).  The used index is read from
+        the ring.
+        """
         self._require(Role.DEVICE, "attach_device")
-        self._last_avail = 0
+        self._last_avail = last_avail & 0xFFFF
         self._used_idx = self._m16[self._i_used_idx]
 
     # -- driver side --------------------------------------------------------------------
@@ -223,13 +234,13 @@ class Virtqueue:
         """
         if self.role is not Role.DRIVER:
             self._require(Role.DRIVER, "get_used")
+        if self.broken is not None:
+            raise self.broken
         m16 = self._m16
         used_idx = m16[self._i_used_idx]
         last = self._last_used
         if used_idx == last:
             return None
-        if self.broken is not None:
-            raise self.broken
         if ((used_idx - last) & 0xFFFF) > self.num - self._free_count:
             self._fail(
                 f"used.idx jumped to {used_idx} with last_used {last} and only "
@@ -262,13 +273,13 @@ class Virtqueue:
         """
         if self.role is not Role.DEVICE:
             self._require(Role.DEVICE, "get_avail")
+        if self.broken is not None:
+            raise self.broken
         m16 = self._m16
         avail_idx = m16[self._i_avail_idx]
         last = self._last_avail
         if avail_idx == last:
             return None
-        if self.broken is not None:
-            raise self.broken
         if ((avail_idx - last) & 0xFFFF) > self.num:
             self._fail(f"avail.idx jumped to {avail_idx} with last_avail {last}")
         fence()
@@ -304,6 +315,8 @@ class Virtqueue:
         """Device: return buffer ``head`` with ``length`` bytes written (C: ``desc.len``)."""
         if self.role is not Role.DEVICE:
             self._require(Role.DEVICE, "add_used")
+        if self.broken is not None:
+            raise self.broken
         if not 0 <= head < self.num:
             raise UsageError(f"{self.name}: descriptor head {head} out of range")
         idx = self._used_idx
@@ -321,7 +334,12 @@ class Virtqueue:
     # -- both sides ---------------------------------------------------------------------
 
     def has_pending(self) -> bool:
-        """Whether the peer has published work we have not consumed yet."""
+        """Whether the peer has published work we have not consumed yet.
+
+        A broken queue reports True, so that a waiter wakes up and learns why.
+        """
+        if self.broken is not None:
+            return True
         pending: bool
         if self.role is Role.DRIVER:
             pending = self._m16[self._i_used_idx] != self._last_used
