@@ -167,6 +167,7 @@ class RpmsgVirtioDevice(RpmsgDevice):
         self._mem = shm.mem
         self._driver = self.role is Role.DRIVER
         self._dispatching = False
+        self._tx_kick_pending = False
         self._current: tuple[int, int, int, memoryview, int, int] | None = None
         self._held: RxBuffer | None = None
         self._reclaimer: list[tuple[int, int, int]] = []
@@ -360,29 +361,52 @@ class RpmsgVirtioDevice(RpmsgDevice):
         n = 0
         self._dispatching = True
         try:
-            if self._driver:
-                get_used = rvq.get_used
-                size = self._rx_size
-                while True:
-                    got = get_used()
-                    if got is None:
-                        break
-                    n += 1
-                    self._receive(got[0], size, got[2])  # type: ignore[arg-type]
-            else:
-                get_avail = rvq.get_avail
-                while True:
-                    item = get_avail()
-                    if item is None:
-                        break
-                    n += 1
-                    head, off, size = item
-                    self._receive(off, size, head)
+            # While we drain, the peer need not kick us (NAPI style); notifications are
+            # on again whenever nobody polls, so fd-based waiters keep working.
+            rvq.disable_cb()
+            while True:
+                n += self._drain_rx()
+                if not rvq.enable_cb():
+                    break  # nothing slipped in between the last check and re-enabling
+                rvq.disable_cb()
         finally:
             self._dispatching = False
-            if n:
-                rvq.kick()
+            if rvq.broken is None:
+                rvq.enable_cb()
+                if n:
+                    rvq.kick()
+            if self._tx_kick_pending:
+                self._tx_kick_pending = False
+                self._tvq.kick()
         return n
+
+    def _drain_rx(self) -> int:
+        rvq = self._rvq
+        n = 0
+        if self._driver:
+            get_used = rvq.get_used
+            size = self._rx_size
+            while True:
+                got = get_used()
+                if got is None:
+                    return n
+                n += 1
+                self._receive(got[0], size, got[2])  # type: ignore[arg-type]
+        get_avail = rvq.get_avail
+        while True:
+            item = get_avail()
+            if item is None:
+                return n
+            n += 1
+            head, off, size = item
+            self._receive(off, size, head)
+
+    def _kick_tx(self) -> None:
+        # Sends made by callbacks during a poll are kicked once, when the poll ends.
+        if self._dispatching:
+            self._tx_kick_pending = True
+        else:
+            self._tvq.kick()
 
     def _receive(self, off: int, size: int, idx: int) -> None:
         mem = self._mem
@@ -502,6 +526,9 @@ class RpmsgVirtioDevice(RpmsgDevice):
             raise NoBufferError("no transmit buffer is free (the peer has not returned any)")
         deadline = Deadline(timeout)
         tvq = self._tvq
+        if self._tx_kick_pending:  # the peer must see what we queued before we wait
+            self._tx_kick_pending = False
+            tvq.kick()
         tvq.enable_cb()  # ask the peer to tell us when it returns a buffer
         try:
             while True:
@@ -554,7 +581,7 @@ class RpmsgVirtioDevice(RpmsgDevice):
         self._commit_tx(off, size, head)
         if self.trace is not None:
             self._trace_tx(off, size, head, src, dst, n)
-        self._tvq.kick()
+        self._kick_tx()
         return n
 
     def send_offchannel_many(
@@ -601,7 +628,7 @@ class RpmsgVirtioDevice(RpmsgDevice):
                 sent += 1
         finally:
             if sent:
-                tvq.kick()
+                self._kick_tx()
         return sent
 
     def _trace_tx(self, off: int, size: int, head: int, src: int, dst: int, n: int) -> None:
@@ -639,7 +666,7 @@ class RpmsgVirtioDevice(RpmsgDevice):
         self._commit_tx(buf.offset, buf.size, buf.head)
         if self.trace is not None:
             self._trace_tx(buf.offset, buf.size, buf.head, src, dst, length)
-        self._tvq.kick()
+        self._kick_tx()
 
     def release_tx_buffer(self, buf: TxBuffer) -> None:
         """Take back an unsent reserved buffer; the next send reuses it first."""
