@@ -360,19 +360,22 @@ class RpmsgVirtioDevice(RpmsgDevice):
         rvq = self._rvq
         n = 0
         self._dispatching = True
+        enabled = True
         try:
             # While we drain, the peer need not kick us (NAPI style); notifications are
             # on again whenever nobody polls, so fd-based waiters keep working.
-            rvq.disable_cb()
-            while True:
+            while rvq.has_pending():
+                rvq.disable_cb()
+                enabled = False
                 n += self._drain_rx()
+                enabled = True
                 if not rvq.enable_cb():
                     break  # nothing slipped in between the last check and re-enabling
-                rvq.disable_cb()
         finally:
             self._dispatching = False
             if rvq.broken is None:
-                rvq.enable_cb()
+                if not enabled:
+                    rvq.enable_cb()
                 if n:
                     rvq.kick()
             if self._tx_kick_pending:

@@ -50,7 +50,7 @@ from collections.abc import Callable
 from enum import IntEnum
 
 from ..errors import RingError, UsageError
-from ..metal.io import IoRegion, fence
+from ..metal.io import IoRegion
 from .ring import (
     DESC,
     USED_ELEM,
@@ -218,7 +218,7 @@ class Virtqueue:
         idx = self._avail_idx
         m16 = self._m16
         m16[self._i_avail_ring + (idx & self._mask)] = head
-        fence()
+        # fence: the entry is stored before the index that publishes it (see metal.io)
         idx = (idx + 1) & 0xFFFF
         self._avail_idx = idx
         m16[self._i_avail_idx] = idx
@@ -246,7 +246,6 @@ class Virtqueue:
                 f"used.idx jumped to {used_idx} with last_used {last} and only "
                 f"{self.num - self._free_count} buffers outstanding"
             )
-        fence()
         slot = last & self._mask
         head, length = USED_ELEM.unpack_from(self._mem, self._used_ring + 8 * slot)
         if head >= self.num:
@@ -282,7 +281,6 @@ class Virtqueue:
             return None
         if ((avail_idx - last) & 0xFFFF) > self.num:
             self._fail(f"avail.idx jumped to {avail_idx} with last_avail {last}")
-        fence()
         slot = last & self._mask
         head = m16[self._i_avail_ring + slot]
         if head >= self.num:
@@ -321,7 +319,7 @@ class Virtqueue:
             raise UsageError(f"{self.name}: descriptor head {head} out of range")
         idx = self._used_idx
         USED_ELEM.pack_into(self._mem, self._used_ring + 8 * (idx & self._mask), head, length)
-        fence()
+        # fence: the element is stored before the index that publishes it (see metal.io)
         idx = (idx + 1) & 0xFFFF
         self._used_idx = idx
         self._m16[self._i_used_idx] = idx
@@ -376,8 +374,15 @@ class Virtqueue:
             m16[self._i_avail_flags] &= ~VRING_AVAIL_F_NO_INTERRUPT & 0xFFFF
         else:
             m16[self._i_used_flags] &= ~VRING_USED_F_NO_NOTIFY & 0xFFFF
-        fence()
-        return self.has_pending()
+        # fence: the flag is visible before we look at the ring again
+        if self.broken is not None:
+            return True
+        pending: bool
+        if self.role is Role.DRIVER:
+            pending = m16[self._i_used_idx] != self._last_used
+        else:
+            pending = m16[self._i_avail_idx] != self._last_avail
+        return pending
 
     def must_notify(self) -> bool:
         """Whether the peer wants a notification for the entries queued since the last kick."""
@@ -399,8 +404,13 @@ class Virtqueue:
 
     def kick(self) -> bool:
         """Notify the peer if it asked to be (C ``virtqueue_kick``); return whether we did."""
-        fence()
-        notified = self.must_notify()
+        # fence: everything published is visible before the peer is told (see metal.io)
+        if self.event_idx:
+            notified = self.must_notify()
+        elif self.role is Role.DRIVER:
+            notified = not self._m16[self._i_used_flags] & VRING_USED_F_NO_NOTIFY
+        else:
+            notified = not self._m16[self._i_avail_flags] & VRING_AVAIL_F_NO_INTERRUPT
         if notified:
             self.notify()
             self.kicks += 1
