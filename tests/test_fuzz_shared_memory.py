@@ -809,16 +809,20 @@ def test_a_live_pair_survives_random_rings(seed: int, areas: list[str]) -> None:
 
 def test_a_transmit_descriptor_too_small_for_a_header_breaks_the_device_tx_queue() -> None:
     # The device used to raise a RingError here and leave the queue usable, so the next
-    # send took the following descriptor as if nothing had happened.
-    lv = live()
-    vq = lv.dev.tx_queue
-    head = U16.unpack_from(lv.mem, vq.layout.avail_ring + 2 * (vq._last_avail & MASK))[0]
-    U32.pack_into(lv.mem, vq.layout.desc + 16 * head + 8, RPMSG_HDR_SIZE)  # a header, no payload
+    # send took the following descriptor as if nothing had happened.  The device takes
+    # every posted buffer at once, so the bad one is posted before its first send.
+    pair = InProcessPair()
+    pair.driver(blocking=False)
+    vring0 = L.vring0_da
+    U32.pack_into(pair.memory, vring0 + 16 * 5 + 8, RPMSG_HDR_SIZE)  # desc 5: a header, no payload
+    dev = pair.device(blocking=False)
+    ept = dev.create_endpoint("", src=0x400)  # nameless: no announcement
+    vq = dev.tx_queue
     with pytest.raises(RingError) as first:
-        lv.dept.sendto(b"x", lv.hept.addr, timeout=0)
+        ept.sendto(b"x", 0x400, timeout=0)
     assert vq.broken is first.value
     with pytest.raises(RingError) as again:
-        lv.dept.sendto(b"y", lv.hept.addr, timeout=0)
+        ept.sendto(b"y", 0x400, timeout=0)
     assert again.value is first.value
 
 

@@ -384,25 +384,49 @@ class RpmsgVirtioDevice(RpmsgDevice):
         return n
 
     def _drain_rx(self) -> int:
+        """Deliver every pending message, then give their buffers back in one go.
+
+        If a message is malformed or a callback raises, the rest of the batch is still
+        delivered and every buffer returned; then the first error is raised.
+        """
         rvq = self._rvq
-        n = 0
+        deliver = self._deliver
+        error: BaseException | None = None
         if self._driver:
-            get_used = rvq.get_used
+            items = rvq.take_used()
+            if not items:
+                return 0
             size = self._rx_size
-            while True:
-                got = get_used()
-                if got is None:
-                    return n
-                n += 1
-                self._receive(got[0], size, got[2])  # type: ignore[arg-type]
-        get_avail = rvq.get_avail
-        while True:
-            item = get_avail()
-            if item is None:
-                return n
-            n += 1
-            head, off, size = item
-            self._receive(off, size, head)
+            back: list[int] = []
+            for cookie, _used_len, slot in items:
+                try:
+                    if deliver(cookie, size, slot):  # type: ignore[arg-type]
+                        back.append(cookie)  # type: ignore[arg-type]
+                except BaseException as exc:
+                    error = error or exc
+                    if self._take_held() is None:
+                        back.append(cookie)  # type: ignore[arg-type]
+            if back:
+                rvq.post(back, size, True)
+        else:
+            got = rvq.take_avail()
+            if not got:
+                return 0
+            done: list[tuple[int, int]] = []
+            for head, off, size in got:
+                try:
+                    if deliver(off, size, head):
+                        done.append((head, size))
+                except BaseException as exc:
+                    error = error or exc
+                    if self._take_held() is None:
+                        done.append((head, size))
+            if done:
+                rvq.put_used(done)
+            items = got  # type: ignore[assignment]
+        if error is not None:
+            raise error
+        return len(items)
 
     def _kick_tx(self) -> None:
         # Sends made by callbacks during a poll are kicked once, when the poll ends.
@@ -411,16 +435,17 @@ class RpmsgVirtioDevice(RpmsgDevice):
         else:
             self._tvq.kick()
 
-    def _receive(self, off: int, size: int, idx: int) -> None:
+    def _deliver(self, off: int, size: int, idx: int) -> bool:
+        """Hand one received buffer to its endpoint; True if the buffer can go back now
+        (False: the callback holds it).  Raises :class:`MessageError` for a malformed
+        message, whose buffer the caller returns."""
         mem = self._mem
         if size < RPMSG_HDR_SIZE:
-            self._return_rx(off, size, idx)
             raise MessageError(f"receive buffer {idx} is {size} bytes, smaller than a header")
         src, dst, _reserved, length, flags = _HDR_UNPACK(mem, off)
         # The receiver records its buffer index in the header, as the C library does.
         _U32_PACK(mem, off + 8, idx)
         if length > size - RPMSG_HDR_SIZE:
-            self._return_rx(off, size, idx)
             raise MessageError(
                 f"message from {src:#x} to {dst:#x} claims {length} payload bytes in a "
                 f"{size}-byte buffer"
@@ -445,15 +470,13 @@ class RpmsgVirtioDevice(RpmsgDevice):
         if ept is None:
             self.dropped += 1
             log.debug("dropping a message from %#x to unknown address %#x", src, dst)
-            self._return_rx(off, size, idx)
-            return
+            return True
         if ept.dest_addr == RPMSG_ADDR_ANY:
             ept.dest_addr = src  # the first message binds, as in the C library
         cb = ept.callback
         if cb is None:
             ept._queue.append((mem[start : start + length].tobytes(), src))
-            self._return_rx(off, size, idx)
-            return
+            return True
         view = mem[start : start + length]
         self._current = (off, size, idx, view, src, dst)
         self._held = None
@@ -461,10 +484,15 @@ class RpmsgVirtioDevice(RpmsgDevice):
             cb(ept, view, src)
         finally:
             self._current = None
-            if self._held is None:
-                view.release()
-                self._return_rx(off, size, idx)
-            self._held = None
+        if self._take_held() is None:
+            view.release()
+            return True
+        return False
+
+    def _take_held(self) -> RxBuffer | None:
+        """The buffer the last callback held, if any (and forget it)."""
+        held, self._held = self._held, None
+        return held
 
     def _return_rx(self, off: int, size: int, idx: int) -> None:
         if self._driver:
@@ -492,31 +520,49 @@ class RpmsgVirtioDevice(RpmsgDevice):
 
     # -- sending ------------------------------------------------------------------------------
 
-    def _get_tx_buffer(self) -> tuple[int, int, int] | None:
-        """``(offset, size, head)`` of a free transmit buffer, or None (C ``get_tx_buffer``)."""
-        if self._reclaimer:
-            return self._reclaimer.pop()
+    def _get_tx_buffer(self, batch: bool = False) -> tuple[int, int, int] | None:
+        """``(offset, size, head)`` of a free transmit buffer, or None (C ``get_tx_buffer``).
+
+        Sources in the C library's order: buffers given back unsent, then (driver) the
+        ones the device returned or (device) the ones the driver posted, then (driver) a
+        new one from the pool.  The device takes every posted buffer at once and keeps
+        them in ``_reclaimer``, oldest on top; the driver does so only with ``batch``
+        (:meth:`send_offchannel_many`), so that single sends use descriptors exactly as
+        the C library does.
+        """
+        rec = self._reclaimer
+        if rec:
+            return rec.pop()
         tvq = self._tvq
         if self._driver:
-            got = tvq.get_used()
-            if got is not None:
-                return got[0], self._tx_size, -1  # type: ignore[return-value]
+            if batch:
+                used = tvq.take_used()
+                if used:
+                    size = self._tx_size
+                    rec.extend([(c, size, -1) for c, _len, _slot in reversed(used)])  # type: ignore[misc]
+                    return rec.pop()
+            else:
+                # One at a time, as C does: freeing several descriptors before reposting
+                # would reorder the free list and put buffers in other descriptors.
+                got = tvq.get_used()
+                if got is not None:
+                    return got[0], self._tx_size, -1  # type: ignore[return-value]
             if tvq.free_count > 0 and self.pool is not None:
                 off = self.pool.get_buffer(self._tx_size)
                 if off is not None:
                     return off, self._tx_size, -1
             return None
-        item = tvq.get_avail()
-        if item is None:
+        avail = tvq.take_avail()
+        if not avail:
             return None
-        head, off, size = item
-        if size <= RPMSG_HDR_SIZE:
-            tvq.add_used(head, size)
-            err = RingError(f"the driver posted a {size}-byte receive buffer (desc {head})")
-            tvq.broken = err  # like every RingError, it marks its queue broken
-            raise err
-        self._tx_size = size
-        return off, size, head
+        for head, off, size in reversed(avail):
+            if size <= RPMSG_HDR_SIZE:
+                err = RingError(f"the driver posted a {size}-byte receive buffer (desc {head})")
+                tvq.broken = err  # like every RingError, it marks its queue broken
+                raise err
+            rec.append((off, size, head))
+        self._tx_size = avail[-1][2]
+        return rec.pop()
 
     def _tx_ready(self) -> bool:
         return self._tvq.has_pending() or (not self._dispatching and self._rvq.has_pending())
@@ -606,16 +652,17 @@ class RpmsgVirtioDevice(RpmsgDevice):
         if self.closed:
             raise InvalidStateError("the rpmsg device is closed")
         mem = self._mem
-        tvq = self._tvq
         get_buffer = self._get_tx_buffer
-        commit = self._commit_tx
         trace = self.trace
+        pending: list[tuple[int, int, int]] = []
+        batch = True
         sent = 0
         try:
             for data in payloads:
-                buf = get_buffer()
+                buf = get_buffer(batch)
                 if buf is None:
-                    tvq.kick()
+                    self._publish(pending)  # the peer must see these before we wait
+                    self._tvq.kick()
                     buf = self._wait_tx_buffer(timeout)
                 off, size, head = buf
                 n = len(data)
@@ -625,14 +672,25 @@ class RpmsgVirtioDevice(RpmsgDevice):
                 start = off + RPMSG_HDR_SIZE
                 mem[start : start + n] = data
                 _HDR_PACK(mem, off, src, dst, 0, n, 0)
-                commit(off, size, head)
+                pending.append(buf)
                 if trace is not None:
                     self._trace_tx(off, size, head, src, dst, n)
                 sent += 1
         finally:
+            self._publish(pending)
             if sent:
                 self._kick_tx()
         return sent
+
+    def _publish(self, pending: list[tuple[int, int, int]]) -> None:
+        """Hand filled transmit buffers to the peer with one index update; clears the list."""
+        if not pending:
+            return
+        if self._driver:
+            self._tvq.post([off for off, _size, _head in pending], self._tx_size, False)
+        else:
+            self._tvq.put_used([(head, size) for _off, size, head in pending])
+        pending.clear()
 
     def _trace_tx(self, off: int, size: int, head: int, src: int, dst: int, n: int) -> None:
         assert self.trace is not None

@@ -262,6 +262,92 @@ class Virtqueue:
         self._free_count += 1
         return cookie, length, slot
 
+    def take_used(self) -> list[tuple[object, int, int]]:
+        """Driver: every buffer the device has returned, as :meth:`get_used` gives them.
+
+        One call instead of one per buffer (the fast path of a busy receiver), with the
+        same checks and the same free-list order.
+        """
+        if self.broken is not None:
+            raise self.broken
+        m16 = self._m16
+        last = self._last_used
+        count = (m16[self._i_used_idx] - last) & 0xFFFF
+        if not count:
+            return []
+        if count > self.num - self._free_count:
+            self._fail(
+                f"used.idx jumped {count} entries past last_used {last} with only "
+                f"{self.num - self._free_count} buffers outstanding"
+            )
+        mem, unpack, ring, mask, num = (
+            self._mem,
+            USED_ELEM.unpack_from,
+            self._used_ring,
+            self._mask,
+            self.num,
+        )
+        cookies, nxt_of, i_desc = self._cookie, self._next, self._i_desc
+        free_head = self._free_head
+        out: list[tuple[object, int, int]] = []
+        for _ in range(count):
+            slot = last & mask
+            head, length = unpack(mem, ring + 8 * slot)
+            if head >= num:
+                self._fail(f"used.ring[{slot}].id = {head} is outside the table of {num}")
+            cookie = cookies[head]
+            if cookie is None:
+                self._fail(f"used.ring[{slot}].id = {head} names a descriptor that is not in use")
+            cookies[head] = None
+            nxt_of[head] = free_head
+            m16[i_desc + 8 * head + 7] = free_head
+            free_head = head
+            out.append((cookie, length, slot))
+            last = (last + 1) & 0xFFFF
+        self._last_used = last
+        self._free_head = free_head
+        self._free_count += count
+        return out
+
+    def post(self, offsets: list[int], length: int, writable: bool) -> None:
+        """Driver: post several buffers of ``length`` bytes and publish them at once.
+
+        Same descriptors, flags and free-list order as that many :meth:`add_buffer`
+        calls; ``avail.idx`` is written once, after every entry.
+        """
+        if self.role is not Role.DRIVER:
+            self._require(Role.DRIVER, "post")
+        if self.broken is not None:
+            raise self.broken
+        count = len(offsets)
+        if count > self._free_count:
+            raise UsageError(
+                f"{self.name}: {count} buffers but {self._free_count} free descriptors"
+            )
+        mem, m16, nxt_of, cookie = self._mem, self._m16, self._next, self._cookie
+        pack, desc, base, mask = DESC.pack_into, self._desc, self._buf_base, self._mask
+        ring, size, flags = (
+            self._i_avail_ring,
+            self._buf_size,
+            VRING_DESC_F_WRITE if writable else 0,
+        )
+        head, idx = self._free_head, self._avail_idx
+        for offset in offsets:
+            if offset < 0 or offset + length > size:
+                raise UsageError(f"{self.name}: buffer [{offset:#x}, +{length:#x}) outside buf_io")
+            nxt = nxt_of[head]
+            pack(mem, desc + 16 * head, base + offset, length, flags, nxt)
+            cookie[head] = offset
+            m16[ring + (idx & mask)] = head
+            idx = (idx + 1) & 0xFFFF
+            head = nxt
+        self._free_head = head
+        self._free_count -= count
+        # fence: every entry is stored before the index that publishes them (see metal.io)
+        self._avail_idx = idx
+        m16[self._i_avail_idx] = idx
+        self._queued += count
+
     # -- device side --------------------------------------------------------------------
 
     def get_avail(self) -> tuple[int, int, int] | None:
@@ -324,6 +410,62 @@ class Virtqueue:
         self._used_idx = idx
         self._m16[self._i_used_idx] = idx
         self._queued += 1
+
+    def take_avail(self) -> list[tuple[int, int, int]]:
+        """Device: every available buffer, as :meth:`get_avail` gives them, in one call."""
+        if self.broken is not None:
+            raise self.broken
+        m16 = self._m16
+        last = self._last_avail
+        count = (m16[self._i_avail_idx] - last) & 0xFFFF
+        if not count:
+            return []
+        if count > self.num:
+            self._fail(f"avail.idx jumped {count} entries past last_avail {last}")
+        mem, unpack, desc, mask, num = self._mem, DESC.unpack_from, self._desc, self._mask, self.num
+        ring, base, size, lens = self._i_avail_ring, self._buf_base, self._buf_size, self._desc_len
+        out: list[tuple[int, int, int]] = []
+        for _ in range(count):
+            slot = last & mask
+            head = m16[ring + slot]
+            if head >= num:
+                self._fail(f"avail.ring[{slot}] = {head} is outside the table of {num}")
+            addr, length, _flags, _next = unpack(mem, desc + 16 * head)
+            offset = addr - base
+            if offset < 0 or offset + length > size:
+                self._fail(
+                    f"desc[{head}] = [{addr:#x}, +{length:#x}) lies outside the shared buffers "
+                    f"[{base:#x}, +{size:#x})"
+                )
+            lens[head] = length
+            out.append((head, offset, length))
+            last = (last + 1) & 0xFFFF
+        self._last_avail = last
+        return out
+
+    def put_used(self, items: list[tuple[int, int]]) -> None:
+        """Device: return several ``(head, length)`` buffers and publish them at once."""
+        if self.role is not Role.DEVICE:
+            self._require(Role.DEVICE, "put_used")
+        if self.broken is not None:
+            raise self.broken
+        mem, pack, ring, mask, num = (
+            self._mem,
+            USED_ELEM.pack_into,
+            self._used_ring,
+            self._mask,
+            self.num,
+        )
+        idx = self._used_idx
+        for head, length in items:
+            if not 0 <= head < num:
+                raise UsageError(f"{self.name}: descriptor head {head} out of range")
+            pack(mem, ring + 8 * (idx & mask), head, length)
+            idx = (idx + 1) & 0xFFFF
+        # fence: every element is stored before the index that publishes them
+        self._used_idx = idx
+        self._m16[self._i_used_idx] = idx
+        self._queued += len(items)
 
     def desc_len(self, head: int) -> int:
         """Device: the length of descriptor ``head`` as read when it was taken."""
