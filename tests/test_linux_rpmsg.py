@@ -5,8 +5,11 @@ by tests/test_linux_remoteproc.py's ``Board``).  Where the kernel would act on a
 a fake ``fcntl.ioctl`` plays rpmsg_ctrl/rpmsg_char: it checks the request number and the
 40-byte argument and makes or removes the class directory and /dev node.  Message
 semantics are tested on real descriptors: a SOCK_SEQPACKET socketpair (one message per
-read, like /dev/rpmsgN) and a real pseudo-terminal for the tty.  Real-kernel tests of
-these interfaces run inside User-mode Linux (tests/test_uml.py).
+read, like /dev/rpmsgN) and a real pseudo-terminal for the tty.  The same adapters and
+the command run against the real kernel inside User-mode Linux in
+tests/test_uml_adapters.py (the kernel's side alone, with plain system calls, in
+tests/test_uml.py); tests below that it duplicates say so, and the regression tests of
+the bugs it found name it.
 """
 
 from __future__ import annotations
@@ -82,7 +85,9 @@ def board(tmp_path: Path) -> Board:
 
 
 class FakeRpmsgKernel:
-    """rpmsg_ctrl and rpmsg_char for the ioctls, acting on the board's tree."""
+    """rpmsg_ctrl and rpmsg_char for the ioctls, acting on the board's tree.
+
+    What the real ones do is checked in tests/test_uml_adapters.py."""
 
     def __init__(self, board: Board, *, set_flow_errno: int = errno.EOPNOTSUPP) -> None:
         self.board = board
@@ -285,6 +290,7 @@ def test_ttys_are_found_with_their_channel(board: Board) -> None:
 def test_create_endpoint_passes_the_struct_and_finds_the_new_node(
     board: Board, kernel: FakeRpmsgKernel
 ) -> None:
+    """Against the real kernel: tests/test_uml_adapters.py (ctrl endpoints, CLI ept)."""
     with RpmsgCtrl("rpmsg_ctrl0", sysfs=board.sysfs, dev=board.dev) as ctrl:
         ep = ctrl.create_endpoint("my-ept", 1024, 0x400)
     assert kernel.ioctl.calls == [
@@ -336,6 +342,7 @@ def test_the_ctrl_on_a_regular_file_is_not_an_rpmsg_device(board: Board) -> None
 def test_open_endpoint_talks_to_the_channel_the_remote_announced(
     board: Board, kernel: FakeRpmsgKernel
 ) -> None:
+    """Against the real kernel: tests/test_uml_adapters.py (open_endpoint by name)."""
     with open_endpoint("rpmsg-openamp-demo-channel", sysfs=board.sysfs, dev=board.dev) as ep:
         assert (ep.path, ep.name, ep.src, ep.dst) == (
             board.dev / "rpmsg1",
@@ -353,9 +360,51 @@ def test_open_endpoint_talks_to_the_channel_the_remote_announced(
 def test_open_endpoint_with_explicit_addresses_as_in_the_design(
     board: Board, kernel: FakeRpmsgKernel
 ) -> None:
-    with open_endpoint("rpmsg-raw", src=1024, dst=0x400, sysfs=board.sysfs, dev=board.dev):
+    with open_endpoint("rpmsg-raw", src=1030, dst=0x400, sysfs=board.sysfs, dev=board.dev):
         pass
-    assert kernel.ioctl.calls[0][2] == EndpointInfo("rpmsg-raw", 1024, 0x400).pack()
+    assert kernel.ioctl.calls[0][2] == EndpointInfo("rpmsg-raw", 1030, 0x400).pack()
+
+
+def test_a_local_address_a_channel_holds_is_refused_before_a_node_is_made(
+    board: Board, kernel: FakeRpmsgKernel
+) -> None:
+    """Regression, found by tests/test_uml_adapters.py: for a taken address the kernel
+    makes the node, then refuses to open it (EINVAL), and a node that cannot be opened
+    cannot be destroyed.  The board's rpmsg-raw channel holds 0x400 (1024)."""
+    with pytest.raises(RequestRejectedError) as e:
+        open_endpoint("rpmsg-raw", src=1024, dst=0x400, sysfs=board.sysfs, dev=board.dev)
+    assert e.value.errno == errno.EADDRINUSE
+    assert str(e.value) == (
+        "EADDRINUSE local address 0x400: channel virtio0.rpmsg-raw.1024.1025 (driver "
+        "rpmsg_chrdev) holds it; use another src, or RPMSG_ADDR_ANY (-1) for a dynamic address"
+    )
+    assert kernel.ioctl.calls == []
+
+
+def test_a_node_the_kernel_will_not_open_is_named_in_the_error(
+    board: Board, kernel: FakeRpmsgKernel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression, found by tests/test_uml_adapters.py: an address another open endpoint
+    holds is refused only when the new node is opened; that node stays (nothing can
+    destroy it before it can be opened), and the error says so."""
+    node = str(board.dev / "rpmsg1")
+    real_open = os.open
+
+    def kernel_open(path: Any, flags: int, *a: Any) -> int:
+        if str(path) == node:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_open(path, flags, *a)
+
+    monkeypatch.setattr(os, "open", kernel_open)
+    with pytest.raises(RequestRejectedError) as e:
+        open_endpoint("pyopenamp", src=0x3000, dst=0x2000, sysfs=board.sysfs, dev=board.dev)
+    assert "its local address (0x3000) is probably taken" in str(e.value)
+    assert str(e.value).endswith(
+        f"({node} stays until it can be opened; remove it then with "
+        f"`openamp rpmsg ept destroy {node}`)"
+    )
+    assert e.value.errno == errno.EINVAL
+    assert [c[1] for c in kernel.ioctl.calls] == [CREATE_EPT]
 
 
 def test_open_endpoint_for_an_unknown_channel_lists_the_channels(board: Board) -> None:
@@ -418,6 +467,18 @@ def test_binding_to_a_driver_that_is_not_loaded_says_modprobe(board: Board) -> N
     shutil.rmtree(board.sysfs / "bus/rpmsg/drivers/rpmsg_chrdev")
     with pytest.raises(DeviceNotFoundError, match="modprobe rpmsg_char"):
         bind_channel("rpmsg-openamp-demo-channel", sysfs=board.sysfs)
+    chan = find_channel("rpmsg-openamp-demo-channel", sysfs=board.sysfs)
+    assert chan.driver_override is None  # nothing was written
+
+
+def test_a_failed_bind_leaves_the_channel_bound_as_it_was(board: Board) -> None:
+    """Regression, found by tests/test_uml_adapters.py: with ``rebind`` the channel used
+    to be unbound and its driver_override written before the driver was looked for."""
+    with pytest.raises(DeviceNotFoundError, match="no driver no_such_driver"):
+        bind_channel("rpmsg-raw", "no_such_driver", sysfs=board.sysfs, rebind=True)
+    chan = find_channel("rpmsg-raw", sysfs=board.sysfs)
+    assert (chan.driver, chan.driver_override) == ("rpmsg_chrdev", None)
+    assert (board.sysfs / "bus/rpmsg/drivers/rpmsg_chrdev/unbind").read_text() == ""
 
 
 def test_unbind_writes_the_device_and_clears_the_override(board: Board) -> None:
@@ -437,6 +498,7 @@ def test_open_channel_opens_the_channels_own_endpoint_device(board: Board) -> No
 
 
 def test_open_channel_binds_rpmsg_chrdev_when_needed(board: Board) -> None:
+    """Against the real kernel: tests/test_uml_adapters.py (pyopenamp-svc)."""
     chan = find_channel("rpmsg-openamp-demo-channel", sysfs=board.sysfs)
     bind_file = board.sysfs / "bus/rpmsg/drivers/rpmsg_chrdev/bind"
 
@@ -558,6 +620,24 @@ def test_a_vanished_peer_is_endpoint_gone(seqpacket: Any) -> None:
         ep.send(b"x")
 
 
+def test_an_endpoint_the_kernel_removed_is_closed_without_destroying_it_again(
+    seqpacket: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Regression, found by tests/test_uml_adapters.py: when the remote vanished, the
+    kernel removes ctrl-made endpoint devices itself; RPMSG_DESTROY_EPT_IOCTL on one then
+    crashes Linux 6.1 (it deletes the device twice).  The endpoint polls as gone
+    (``POLLERR`` from the kernel; a closed socket pair's ``POLLHUP`` here)."""
+    ep, remote = seqpacket
+    ioctl = FakeIoctl()
+    monkeypatch.setattr(fcntl, "ioctl", ioctl)
+    assert ep.gone() is False
+    remote.close()
+    assert ep.gone() is True
+    ep.destroy_on_close = True
+    ep.close()
+    assert ep.closed and ioctl.calls == []
+
+
 def test_a_closed_endpoint_refuses_use(seqpacket: Any) -> None:
     ep, _ = seqpacket
     ep.close()
@@ -577,6 +657,7 @@ def test_iterating_yields_messages(seqpacket: Any) -> None:
 
 
 def test_flow_control_ioctls(board: Board, kernel: FakeRpmsgKernel) -> None:
+    """Linux 6.1 in tests/test_uml_adapters.py has no flow control: EINVAL, both ways."""
     with RpmsgEndpoint(board.dev / "rpmsg0", sysfs=board.sysfs) as ep:
         assert ep.outgoing_flow_restricted() is False
         with pytest.raises(RequestRejectedError, match="virtio never has"):
@@ -588,6 +669,7 @@ def test_flow_control_ioctls(board: Board, kernel: FakeRpmsgKernel) -> None:
 def test_destroying_a_channels_endpoint_device_is_refused_with_advice(
     board: Board, kernel: FakeRpmsgKernel
 ) -> None:
+    """Against the real kernel: tests/test_uml_adapters.py (rpmsg-raw's node)."""
     ep = RpmsgEndpoint("rpmsg0", sysfs=board.sysfs, dev=board.dev)
     with pytest.raises(
         RequestRejectedError, match=r"is a channel's endpoint .* \(`openamp rpmsg unbind"
@@ -683,6 +765,17 @@ def test_a_closed_master_reads_as_end_of_file() -> None:
     stream.close()
 
 
+def test_writing_to_a_hung_up_tty_is_endpoint_gone() -> None:
+    """Regression, found by tests/test_uml_adapters.py: the kernel hangs the rpmsg tty up
+    when its channel goes; a write then fails with EIO, which was an untyped KernelError."""
+    master, slave = os.openpty()
+    stream = TtyStream.from_fd(slave, name="pty")
+    os.close(master)
+    with pytest.raises(EndpointGoneError, match=r"^EIO writing to pty: the rpmsg tty pty is gone"):
+        stream.write(b"x\n", timeout=1)
+    stream.close()
+
+
 def test_open_tty_finds_the_tty_by_index_name_channel_or_alone(board: Board) -> None:
     master, slave = os.openpty()
     try:
@@ -754,6 +847,7 @@ def test_cli_ls_shows_channels_ctrls_endpoints_and_ttys(board: Board, capsys: An
 def test_cli_ept_create_and_destroy_like_the_rpmsg_utils(
     board: Board, kernel: FakeRpmsgKernel, capsys: Any
 ) -> None:
+    """Against the real kernel: tests/test_uml_adapters.py (the command in the guest)."""
     code, out = rpmsg(board, capsys, "ept", "create", "my-ept", "--src", "1024", "--dst", "0x400")
     assert (code, out) == (0, f"{board.dev / 'rpmsg1'}: 'my-ept' 0x400 -> 0x400\n")
     code, out = rpmsg(board, capsys, "ept", "create", "rpmsg-openamp-demo-channel", "--json")
@@ -837,6 +931,24 @@ def test_cli_ping_over_the_tty(board: Board, capsys: Any) -> None:
         os.close(master)
         os.close(slave)
     assert code == 0 and "1 sent, 1 replies, 1 identical" in out
+
+
+def test_cli_listen_on_a_tty_that_hangs_up_ends_with_endpoint_gone(
+    board: Board, capsys: Any
+) -> None:
+    """Regression, found by tests/test_uml_adapters.py: a hung-up tty reads as end of
+    file, and ``listen`` printed empty messages forever instead of stopping."""
+    master, slave = os.openpty()
+    os.symlink(os.ttyname(slave), board.dev / "ttyRPMSG0")
+    hang_up = threading.Timer(0.1, os.close, [master])
+    hang_up.start()
+    try:
+        with pytest.raises(EndpointGoneError, match=r"ttyRPMSG0 was hung up"):
+            rpmsg(board, capsys, "listen", "ttyRPMSG0", "--for", "5")
+    finally:
+        hang_up.join()
+        os.close(slave)
+    assert "0 bytes" not in capsys.readouterr().out
 
 
 def test_cli_send_and_listen(board: Board, capsys: Any) -> None:

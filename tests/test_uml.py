@@ -80,18 +80,20 @@ def boot(
     host: Callable[[VhostUserMachine, RpmsgVirtioDevice], T],
     *,
     timeout: float = 60.0,
+    program: str | None = None,
 ) -> Boot:
     """Boot the guest running ``scenario`` while ``host`` plays the remote.
 
     ``host`` gets the machine and its started rpmsg device and returns when its part
-    is done; then the machine keeps serving until the guest powers off.
+    is done; then the machine keeps serving until the guest powers off.  ``program``:
+    the shell command that runs the guest program, to which ``SCENARIO RESULT.json`` are
+    appended (default: ``python3 -I -S uml_guest.py``).
     """
     sock = short_dir / "rpmsg.sock"
     out = tmp_path / "result.json"
-    script = (
-        f"exec {shlex.quote(sys.executable)} -I -S {shlex.quote(str(GUEST))} "
-        f"{scenario} {shlex.quote(str(out))}\n"
-    )
+    if program is None:
+        program = f"{shlex.quote(sys.executable)} -I -S {shlex.quote(str(GUEST))}"
+    script = f"exec {program} {scenario} {shlex.quote(str(out))}\n"
     with (
         VhostUserMachine(sock) as machine,
         UmlGuest(kernel, {str(sock): 7}, script, timeout=timeout, workdir=short_dir / "uml") as uml,

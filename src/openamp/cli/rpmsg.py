@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import statistics
 import sys
@@ -27,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import OpenAMPTimeoutError, UsageError
-from ..linux.remoteproc import DeviceNotFoundError
+from ..linux.remoteproc import DeviceNotFoundError, EndpointGoneError
 from ..linux.rpmsg import (
     RPMSG_ADDR_ANY,
     Channel,
@@ -439,9 +440,22 @@ class Link:
         if self.ep is not None:
             return self.ep.recv(timeout=timeout)
         assert self.tty is not None
-        if size is not None:
-            return self.tty.read_exactly(size, timeout=timeout)
-        return self.tty.read(timeout=timeout)
+        try:
+            if size is not None:
+                data = self.tty.read_exactly(size, timeout=timeout)
+            else:
+                data = self.tty.read(timeout=timeout)
+        except EOFError:
+            data = b""
+        if not data:  # end of file: the tty was hung up (a tty read never returns b"" else)
+            raise EndpointGoneError(
+                f"{self.description} was hung up: the remote destroyed its channel, or the "
+                "processor stopped or crashed",
+                errno=errno.EIO,
+                path=str(self.tty.path),
+                action="tty:read",
+            )
+        return data
 
 
 @contextlib.contextmanager

@@ -237,6 +237,12 @@ ERRNO_HINTS: dict[tuple[str, int], Hint] = {
         "the endpoint behind {node} is gone: the remote destroyed the channel, or the "
         "processor stopped or crashed",
     ),
+    # -- /dev/ttyRPMSGn (§2.5): a tty whose channel went away is hung up
+    ("tty:write", E.EIO): (
+        EndpointGoneError,
+        "the rpmsg tty {path} is gone (hung up): the remote destroyed its channel, or the "
+        "processor stopped or crashed; look for it again with `openamp rpmsg ls`",
+    ),
     ("rpmsg:write", E.EMSGSIZE): (
         MessageTooLargeError,
         "a message of {size} bytes is longer than the transport's MTU (496 bytes on virtio)",

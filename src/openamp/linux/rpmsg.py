@@ -50,6 +50,7 @@ from .remoteproc import (
     KernelError,
     KernelSendTimeoutError,
     PathLike,
+    RequestRejectedError,
     kernel_error,
     parse_addr,
     read_attr,
@@ -77,6 +78,9 @@ RPMSG_SET_INCOMING_FLOWCONTROL = IOR(RPMSG_MAGIC, 0x6, INT.size)
 """Declared ``_IOR`` but the kernel takes the value (0/1) itself as the argument."""
 
 CHRDEV_DRIVER = "rpmsg_chrdev"
+_GONE_EVENTS = select.POLLERR | select.POLLHUP | select.POLLNVAL
+"""What ``poll`` reports on an endpoint device the kernel removed (``rpmsg_eptdev_poll``
+returns ``EPOLLERR`` once the endpoint is gone)."""
 INTERNAL_CHANNELS = ("rpmsg_ns", "rpmsg_ctrl")
 
 
@@ -487,6 +491,11 @@ def bind_channel(
     ctx: dict[str, object] = {"channel": ch.device, "driver": driver, "bound": ch.driver}
     if ch.driver == driver:
         return ch
+    if not (drivers / driver).is_dir():
+        # before anything is changed: a failed bind must not leave the channel unbound
+        raise kernel_error(
+            E.ENOENT, "bind", f"binding {ch.device} to {driver}", path=drivers / driver, **ctx
+        )
     if ch.driver is not None:
         if not rebind:
             raise kernel_error(
@@ -505,10 +514,6 @@ def bind_channel(
         value=driver,
         **ctx,
     )
-    if not (drivers / driver).is_dir():
-        raise kernel_error(
-            E.ENOENT, "bind", f"binding {ch.device} to {driver}", path=drivers / driver, **ctx
-        )
     write_attr(
         drivers / driver / "bind",
         ch.device,
@@ -970,10 +975,25 @@ class RpmsgEndpoint:
                 exc, "rpmsg:set_flow", f"ioctl RPMSG_SET_INCOMING_FLOWCONTROL on {self.path}"
             ) from exc
 
+    def gone(self) -> bool:
+        """Whether the kernel has removed the endpoint device (its remote vanished, its
+        virtio device went away): ``poll`` then reports ``POLLERR`` at once."""
+        self._check_open()
+        poller = select.poll()
+        poller.register(self._fd, select.POLLIN)
+        return any(ev & _GONE_EVENTS for _fd, ev in poller.poll(0))
+
     def destroy(self) -> None:
         """``RPMSG_DESTROY_EPT_IOCTL``: remove the endpoint and its ``/dev`` node, then
-        close.  Only for endpoints made through a control device."""
+        close.  Only for endpoints made through a control device.
+
+        An endpoint the kernel has already removed (:meth:`gone`) is only closed: a second
+        removal through the ioctl crashes Linux (6.1 deletes the device twice).
+        """
         self._check_open()
+        if self.gone():
+            self.close()
+            return
         try:
             _ioctl(self._fd, RPMSG_DESTROY_EPT_IOCTL)
         except OSError as exc:
@@ -1058,17 +1078,50 @@ def open_endpoint(
             dev=dev,
         )
     try:
+        if src != RPMSG_ADDR_ANY:
+            _check_src_free(c, src, sysfs)
         ep = c.create_endpoint(channel.name if channel else name, src, dst, timeout=timeout)
     finally:
         if own_ctrl:
             c.close()
     try:
         return RpmsgEndpoint(ep.node, sysfs=sysfs, dev=dev, info=ep, destroy_on_close=True)
-    except KernelError:
-        # the node exists but cannot be opened: do not leave it behind
-        with contextlib.suppress(OSError, KernelError), RpmsgEndpoint(ep.node, info=ep) as e:
-            e.destroy()
+    except KernelError as exc:
+        # the node exists but cannot be opened: do not leave it behind -- which is possible
+        # only if it can be opened now (the kernel destroys endpoints through their node)
+        try:
+            with RpmsgEndpoint(ep.node, info=ep) as e:
+                e.destroy()
+        except OSError:
+            raise type(exc)(
+                f"{exc.message} ({ep.node} stays until it can be opened; remove it then with "
+                f"`openamp rpmsg ept destroy {ep.node}`)",
+                errno=exc.errno,
+                path=exc.path,
+                action=exc.action,
+                hint=exc.hint,
+            ) from exc
         raise
+
+
+def _check_src_free(ctrl: RpmsgCtrl, src: int, sysfs: PathLike) -> None:
+    """Refuse a local address that a channel's driver holds (sysfs shows it as the
+    channel's ``src``), before a node is made: the kernel would make the node and then
+    refuse to open it, and a node that cannot be opened cannot be destroyed."""
+    parent = _parent_bus_device(ctrl.class_path)
+    virtio = parent.split(".", 1)[0] if parent and "." in parent else None
+    for ch in list_channels(sysfs=sysfs, include_internal=True):
+        held = ch.src == src and ch.driver is not None and ch.kind != "ctrl"
+        if held and (virtio is None or ch.virtio == virtio):
+            raise RequestRejectedError(
+                f"EADDRINUSE local address {format_addr(src)}: channel {ch.device} (driver "
+                f"{ch.driver}) holds it; use another src, or RPMSG_ADDR_ANY (-1) for a "
+                "dynamic address",
+                errno=E.EADDRINUSE,
+                path=str(ch.path),
+                action="rpmsg:open",
+                hint=f"channel {ch.device} (driver {ch.driver}) holds it",
+            )
 
 
 def _pick_ctrl(
