@@ -621,3 +621,14 @@ def test_openamp_rpc_help_shows_examples(capsys):
         parser.parse_args(["rpc", "--help"])
     text = capsys.readouterr().out
     assert "examples:" in text and "--root DIR" in text and "linux_rpc_demod" in text
+
+
+def test_the_file_server_refuses_a_root_that_is_not_a_directory(tmp_path):
+    from openamp import UsageError
+    from openamp.platform import InProcessPair
+    from openamp.services.rpc import RpcFileServer
+
+    pair = InProcessPair()
+    host = pair.driver()
+    with pytest.raises(UsageError, match="not a directory"):
+        RpcFileServer(host, tmp_path / "missing")

@@ -39,7 +39,6 @@ import errno as errno_mod
 import io
 import logging
 import os
-import stat
 import struct
 import sys
 import time
@@ -57,6 +56,7 @@ from ..errors import (
     UsageError,
 )
 from ..rpmsg.core import Endpoint, RpmsgDevice
+from ._confine import Refused, open_beneath, resolve_beneath
 
 log = logging.getLogger("openamp.services.proxy")
 
@@ -234,13 +234,7 @@ class ProxyError(OpenAMPError, OSError):
         return self.text
 
 
-class _Refused(Exception):
-    """Internal: a request the host answers with an error (errno and a reason to log)."""
-
-    def __init__(self, err: int, reason: str) -> None:
-        super().__init__(reason)
-        self.errno = err
-        self.reason = reason
+_Refused = Refused
 
 
 # -- the host side --------------------------------------------------------------------------
@@ -503,58 +497,10 @@ class ProxyServer:
             raise ValueError(exc.reason) from None
 
     def _resolve(self, name: str) -> str:
-        if not name:
-            raise _Refused(errno_mod.ENOENT, "open: empty file name")
-        if "\0" in name:
-            raise _Refused(errno_mod.EINVAL, f"open {name!r}: NUL in the file name")
-        if name.startswith("/"):
-            raise _Refused(errno_mod.EACCES, f"open {name!r}: absolute paths are refused")
-        if ".." in name.split("/"):
-            raise _Refused(errno_mod.EACCES, f"open {name!r}: '..' components are refused")
-        root = str(self.root)
-        full = os.path.realpath(os.path.join(root, name))
-        if full == root:
-            raise _Refused(errno_mod.EISDIR, f"open {name!r}: that is the root directory")
-        if not full.startswith(root.rstrip("/") + "/"):
-            raise _Refused(
-                errno_mod.EACCES, f"open {name!r}: a symbolic link leads outside the root"
-            )
-        return os.path.relpath(full, root)
+        return resolve_beneath(str(self.root), name)
 
     def _open_beneath(self, rel: str, flags: int, mode: int) -> int:
-        # Walk from the root without following any link: a link swapped in after
-        # _resolve looked (a race) makes the open fail instead of escaping.
-        parts = rel.split("/")
-        dirfd = os.open(str(self.root), os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | _O_PATH)
-        try:
-            for part in parts[:-1]:
-                nxt = os.open(
-                    part,
-                    os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | _O_PATH,
-                    dir_fd=dirfd,
-                )
-                os.close(dirfd)
-                dirfd = nxt
-            fd = os.open(
-                parts[-1],
-                flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK,
-                mode,
-                dir_fd=dirfd,
-            )
-        finally:
-            os.close(dirfd)
-        try:
-            st = os.fstat(fd)
-        except OSError:
-            os.close(fd)
-            raise
-        if not stat.S_ISREG(st.st_mode):
-            os.close(fd)
-            what = "a directory" if stat.S_ISDIR(st.st_mode) else "not a regular file"
-            err = errno_mod.EISDIR if stat.S_ISDIR(st.st_mode) else errno_mod.EACCES
-            raise _Refused(err, f"open {rel!r}: {what}")
-        os.set_blocking(fd, True)
-        return fd
+        return open_beneath(str(self.root), rel, flags, mode)
 
     def _file(self, call: str, fd: int) -> _HostFile:
         f = self._files.get(fd)

@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 import struct
 import time
 from collections.abc import Callable, Mapping
@@ -64,6 +63,7 @@ from ..errors import (
     UsageError,
 )
 from ..rpmsg.core import Deadline, Endpoint, RpmsgDevice
+from ._confine import Refused, open_beneath, resolve_beneath
 
 log = logging.getLogger("openamp.services.rpc")
 
@@ -620,24 +620,21 @@ class RpcFileServer:
         """Open files: the fd the client sees -> our OS file descriptor."""
         self.inputs: list[bytes] = []
         """Every line handed out for INPUT, in order."""
-        self._root_fd = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            self.rpc = RpcServer(
-                rpmsg,
-                {
-                    OPEN_ID: self._open,
-                    CLOSE_ID: self._close,
-                    WRITE_ID: self._write,
-                    READ_ID: self._read,
-                    INPUT_ID: self._input,
-                    TERM_ID: self._term,
-                },
-                name=name,
-                c_truncation=c_truncation,
-            )
-        except BaseException:
-            os.close(self._root_fd)
-            raise
+        if not os.path.isdir(self.root):
+            raise UsageError(f"the RPC server's root {self.root!r} is not a directory")
+        self.rpc = RpcServer(
+            rpmsg,
+            {
+                OPEN_ID: self._open,
+                CLOSE_ID: self._close,
+                WRITE_ID: self._write,
+                READ_ID: self._read,
+                INPUT_ID: self._input,
+                TERM_ID: self._term,
+            },
+            name=name,
+            c_truncation=c_truncation,
+        )
 
     @property
     def endpoint(self) -> Endpoint:
@@ -661,9 +658,6 @@ class RpcFileServer:
         """Close the open files and the endpoint.  Idempotent."""
         for fd in list(self.files):
             os.close(self.files.pop(fd))
-        if self._root_fd >= 0:
-            os.close(self._root_fd)
-            self._root_fd = -1
         self.rpc.close()
 
     def __enter__(self) -> RpcFileServer:
@@ -708,41 +702,15 @@ class RpcFileServer:
             return -1
         if flags & ~_KNOWN_FLAGS:
             log.info("open %r: ignoring flags %#o", shown, flags & ~_KNOWN_FLAGS)
-        # Links may be used if they stay inside the root (the proxy's rule): resolve,
-        # check, then walk the resolved path without following any link, so that a link
-        # swapped in meanwhile makes the open fail instead of escaping.
-        full = os.path.realpath(os.path.join(os.fsencode(self.root), path))
-        root = os.fsencode(self.root).rstrip(b"/") + b"/"
-        if not full.startswith(root):
-            log.warning("open %r: refused, it leads outside the root or to the root", shown)
-            return -1
-        parts = full[len(root) :].split(b"/")
-        dir_fd = self._root_fd
-        opened: list[int] = []
         try:
-            for part in parts[:-1]:
-                dir_fd = os.open(
-                    part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd
-                )
-                opened.append(dir_fd)
-            # O_NONBLOCK: opening a FIFO must not block the server; it is refused below.
-            fd = os.open(
-                parts[-1],
-                host_flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK,
-                mode & 0o777,
-                dir_fd=dir_fd,
-            )
+            rel = resolve_beneath(self.root, os.fsdecode(path))
+            fd = open_beneath(self.root, rel, host_flags, mode & 0o777)
+        except Refused as exc:
+            log.warning("%s: refused", exc.reason)
+            return -1
         except OSError as exc:
             log.warning("open %r: %s", shown, exc.strerror or exc)
             return -1
-        finally:
-            for d in opened:
-                os.close(d)
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            os.close(fd)
-            log.warning("open %r: refused, not a regular file", shown)
-            return -1
-        os.set_blocking(fd, True)
         remote_fd = FIRST_FILE_FD
         while remote_fd in self.files:
             remote_fd += 1
