@@ -382,3 +382,42 @@ def test_a_stopped_transport_makes_every_call_raise_peer_gone(pair):
     assert isinstance(info.value, PeerGoneError)
     with pytest.raises(PeerGoneError):
         remote.poll()
+
+
+def _event_idx_pair():
+    from dataclasses import replace
+
+    from openamp.platform import LINUX_GENERIC
+    from openamp.virtio import VIRTIO_RING_F_EVENT_IDX
+
+    p = InProcessPair(layout=replace(LINUX_GENERIC, dfeatures=1 | 1 << VIRTIO_RING_F_EVENT_IDX))
+    return p, p.driver(), p.device()
+
+
+def test_event_idx_is_negotiated_when_the_device_offers_it():
+    p, host, remote = _event_idx_pair()
+    assert host.features == remote.features == 1 | 1 << 29
+    assert host.rx_queue.event_idx and remote.tx_queue.event_idx
+    remote.create_endpoint("e", callback=lambda e, d, s: e.send(bytes(d)))
+    h = host.create_endpoint("e")
+    h.wait_bound(1)
+    for i in range(300):  # more than a ring's worth: indices and events wrap around
+        h.send(b"%d" % i)
+        assert h.recv(timeout=1) == b"%d" % i
+
+
+def test_event_idx_is_not_used_with_the_c_table(pair):
+    _, host, remote = pair
+    assert host.features == remote.features == 1
+    assert not host.rx_queue.event_idx and not remote.rx_queue.event_idx
+
+
+def test_event_idx_suppresses_kicks_a_flood_does_not_need():
+    p, host, remote = _event_idx_pair()
+    inbox = remote.create_endpoint("", src=0x400)
+    out = host.create_endpoint("", dst=0x400)
+    before = p.kicks[Role.DRIVER].get(2, 0)
+    for _ in range(10):  # the remote never looks: it needs to be told only once
+        out.send(b"x")
+    assert p.kicks[Role.DRIVER][2] - before == 1
+    assert len(inbox.recv_many(timeout=0)) == 10

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import os
 import shlex
 import subprocess
@@ -16,6 +17,7 @@ from ..metal.shm import SHM_DIR, unique_name
 from ..platform import LinuxGenericMachine, SharedMemoryMachine, VirtualMachine, virtual_paths
 from ..platform.layout import LINUX_GENERIC, MachineLayout
 from ..rpmsg.virtio import RpmsgVirtioConfig
+from ..virtio.ring import VIRTIO_RING_F_EVENT_IDX
 
 
 def add_machine_options(p: argparse.ArgumentParser, *, role: str) -> None:
@@ -56,6 +58,12 @@ def add_machine_options(p: argparse.ArgumentParser, *, role: str) -> None:
         help="how a blocked call waits for the peer (default: %(default)s)",
     )
     g.add_argument(
+        "--event-idx",
+        action="store_true",
+        help="offer VIRTIO_RING_F_EVENT_IDX in the resource table (socket server): fewer "
+        "notifications, for pyopenamp peers only; a C driver accepts it without using it",
+    )
+    g.add_argument(
         "--buffer-size",
         type=int,
         default=512,
@@ -74,6 +82,10 @@ def machine_from_args(args: argparse.Namespace) -> SharedMemoryMachine:
     """Build (not start) the machine the options describe."""
     config = RpmsgVirtioConfig(args.buffer_size, args.buffer_size)
     layout = layout_for(args.buffer_size)
+    if getattr(args, "event_idx", False):
+        layout = dataclasses.replace(
+            layout, dfeatures=layout.dfeatures | 1 << VIRTIO_RING_F_EVENT_IDX
+        )
     common = dict(role=args.role, socket=args.socket, wait=args.wait, config=config, layout=layout)
     if args.machine == "virtual":
         if not args.name:

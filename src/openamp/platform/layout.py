@@ -31,7 +31,9 @@ class MachineLayout:
     pool_base: int = 0x10000
     pool_size: int = 0x40000
     dfeatures: int = 1 << VIRTIO_RPMSG_F_NS
-    """Features the device offers in its vdev entry."""
+    """Features the device offers in its vdev entry.  Add ``1 << VIRTIO_RING_F_EVENT_IDX``
+    only when both sides are pyopenamp: a C driver writes ``gfeatures = dfeatures``
+    without using event indices, so the two sides would disagree."""
 
     def __post_init__(self) -> None:
         size = vring_size(self.vring_num, self.vring_align)

@@ -52,6 +52,7 @@ from ..virtio.ring import (
     VIRTIO_CONFIG_STATUS_DRIVER_OK,
     VIRTIO_CONFIG_STATUS_NEEDS_RESET,
     VIRTIO_ID_RPMSG,
+    VIRTIO_RING_F_EVENT_IDX,
 )
 from ..virtio.transport import VirtioTransport
 from ..virtio.virtqueue import Role, Virtqueue
@@ -149,7 +150,7 @@ class RpmsgVirtioDevice(RpmsgDevice):
         waiter: Waiter | None = None,
         ns_bind_cb: NsCallback | None = None,
         ns_unbind_cb: NsCallback | None = None,
-        features: int = 1 << VIRTIO_RPMSG_F_NS,
+        features: int = (1 << VIRTIO_RPMSG_F_NS) | (1 << VIRTIO_RING_F_EVENT_IDX),
         ready_timeout: float | None = 10.0,
         trace: TraceHook | None = None,
     ) -> None:
@@ -185,6 +186,7 @@ class RpmsgVirtioDevice(RpmsgDevice):
             self._wait_driver_ok(ready_timeout)
             self.features = transport.device_features() & transport.driver_features()
             vq0, vq1 = self._make_queues()
+            vq0.event_idx = vq1.event_idx = bool(self.features & (1 << VIRTIO_RING_F_EVENT_IDX))
             vq0.attach_device(transport.vring(0).base)
             vq1.attach_device(transport.vring(1).base)
             self._tvq, self._rvq = vq0, vq1
@@ -206,6 +208,7 @@ class RpmsgVirtioDevice(RpmsgDevice):
         self.features = transport.device_features() & self._wanted_features
         transport.set_driver_features(self.features)
         vq0, vq1 = self._make_queues()
+        vq0.event_idx = vq1.event_idx = bool(self.features & (1 << VIRTIO_RING_F_EVENT_IDX))
         vq0.init_driver_ring()
         vq1.init_driver_ring()
         self._rvq, self._tvq = vq0, vq1
