@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EndpointClosedError, OpenAMPTimeoutError, UsageError
+from ._aio import readable
 from .remoteproc import (
     IO,
     IOR,
@@ -927,22 +928,11 @@ class RpmsgEndpoint:
         Wrap it in ``asyncio.wait_for`` for a timeout.
         """
         self._check_open()
-        loop = asyncio.get_running_loop()
         while True:
             msg = self._read_now(max_size)
             if msg is not None:
                 return msg
-            ready: asyncio.Future[None] = loop.create_future()
-
-            def wake(fut: asyncio.Future[None] = ready) -> None:
-                if not fut.done():
-                    fut.set_result(None)
-
-            loop.add_reader(self._fd, wake)
-            try:
-                await ready
-            finally:
-                loop.remove_reader(self._fd)
+            await readable(self._fd)
 
     def __iter__(self) -> Iterator[bytes]:
         """Messages as they arrive, until the endpoint goes away."""

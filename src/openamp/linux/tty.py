@@ -12,7 +12,6 @@ What it must not do: block without a timeout, or leave the terminal cooked.
 
 from __future__ import annotations
 
-import asyncio
 import errno as E
 import os
 import re
@@ -22,6 +21,7 @@ import time
 from pathlib import Path
 
 from ..errors import EndpointClosedError, OpenAMPTimeoutError, UsageError
+from ._aio import readable
 from .remoteproc import (
     DeviceNotFoundError,
     KernelSendTimeoutError,
@@ -225,22 +225,11 @@ class TtyStream:
         self._check_open()
         if self._pending:
             return self.read(size)
-        loop = asyncio.get_running_loop()
         while True:
             data = self._read_now(size)
             if data is not None:
                 return data
-            ready: asyncio.Future[None] = loop.create_future()
-
-            def wake(fut: asyncio.Future[None] = ready) -> None:
-                if not fut.done():
-                    fut.set_result(None)
-
-            loop.add_reader(self._fd, wake)
-            try:
-                await ready
-            finally:
-                loop.remove_reader(self._fd)
+            await readable(self._fd)
 
     # -- writing --------------------------------------------------------------------------
 

@@ -1,0 +1,21 @@
+"""asyncio support shared by the endpoint and the tty: wait for a descriptor to be readable."""
+
+from __future__ import annotations
+
+import asyncio
+
+
+async def readable(fd: int) -> None:
+    """Return once ``fd`` is readable, waiting on the running loop (``add_reader``)."""
+    loop = asyncio.get_running_loop()
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(fd, wake)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)
