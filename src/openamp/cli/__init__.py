@@ -36,8 +36,8 @@ from ..tools.bench import BenchResult, bench_bulk, bench_idle, bench_rtt, bench_
 from ..tools.demos import DEMOS, DemoOptions, results_table
 from .common import (
     add_machine_options,
-    describe_machine,
-    machine_from_args,
+    connected,
+    print_status,
     spawn_remote,
 )
 from .matrix import add_matrix_parser
@@ -225,22 +225,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 def cmd_echo(args: argparse.Namespace) -> int:
     """``openamp echo``."""
     quiet = args.quiet
-    machine = machine_from_args(args)
-    try:
-        if not quiet:
-            print(f"echo: {args.role}, socket {machine.socket_role}, {describe_machine(machine)}")
-            print("echo: waiting for the host ...", flush=True)
-        rpmsg = machine.start(timeout=args.timeout)
+    say = (lambda _line: None) if quiet else print_status
+    with connected(args, "echo", say) as rpmsg:
         service: EchoService | SinkService
         if args.sink:
             service = SinkService(rpmsg)
         else:
             service = EchoService(rpmsg, count=args.count, max_size=args.size)
-        if not quiet:
-            print(f"echo: serving {ECHO_SERVICE!r} at {service.endpoint.addr:#x}", flush=True)
+        say(f"echo: serving {ECHO_SERVICE!r} at {service.endpoint.addr:#x}")
         stats = service.run()
-    finally:
-        machine.close()
     rejected = f", {stats.rejected} too long" if stats.rejected else ""
     print(
         f"echo: {stats.messages} messages ({stats.bytes} bytes) echoed{rejected}; stopped: "
@@ -255,15 +248,10 @@ def cmd_echo(args: argparse.Namespace) -> int:
 
 def cmd_ping(args: argparse.Namespace) -> int:
     """``openamp ping``."""
-    machine = machine_from_args(args)
-    try:
-        print(f"ping: {args.role}, socket {machine.socket_role}, {describe_machine(machine)}")
-        rpmsg = machine.start(timeout=args.timeout)
+    with connected(args, "ping") as rpmsg:
         result = run_ping(
             rpmsg, count=args.count, size=args.size, timeout=args.timeout, shutdown=args.shutdown
         )
-    finally:
-        machine.close()
     for line in result.problems:
         print(f"ping: {line}")
     rtt = statistics.median(result.rtts) * 1e6 if result.rtts else 0.0

@@ -9,14 +9,14 @@ import os
 import shlex
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from ..errors import UsageError
 from ..metal.shm import SHM_DIR, unique_name
 from ..platform import LinuxGenericMachine, SharedMemoryMachine, VirtualMachine, virtual_paths
 from ..platform.layout import LINUX_GENERIC, MachineLayout
-from ..rpmsg.virtio import RpmsgVirtioConfig
+from ..rpmsg.virtio import RpmsgVirtioConfig, RpmsgVirtioDevice
 from ..virtio.ring import VIRTIO_RING_F_EVENT_IDX
 
 
@@ -94,6 +94,28 @@ def machine_from_args(args: argparse.Namespace) -> SharedMemoryMachine:
     if args.name:
         raise UsageError("--name only applies to --machine virtual")
     return LinuxGenericMachine(**common)
+
+
+def print_status(line: str) -> None:
+    """Print a status line at once (the default for :func:`connected`)."""
+    print(line, flush=True)
+
+
+@contextlib.contextmanager
+def connected(
+    args: argparse.Namespace, label: str, say: Callable[[str], None] = print_status
+) -> Iterator[RpmsgVirtioDevice]:
+    """Start the machine the options describe and yield its rpmsg device; close it at the end.
+
+    ``say`` gets the status lines (where the machine is, that we wait for the peer).
+    """
+    machine = machine_from_args(args)
+    try:
+        say(f"{label}: {args.role}, socket {machine.socket_role}, {describe_machine(machine)}")
+        say(f"{label}: waiting for the {'host' if args.role == 'device' else 'remote'} ...")
+        yield machine.start(timeout=args.timeout)
+    finally:
+        machine.close()
 
 
 def describe_machine(m: SharedMemoryMachine) -> str:

@@ -10,7 +10,7 @@ import argparse
 import statistics
 
 from ..services.matrix import MATRIX_ROUNDS, MATRIX_SERVICE, MatrixService, run_matrix
-from .common import add_machine_options, describe_machine, machine_from_args
+from .common import add_machine_options, connected
 
 EPILOG = """\
 examples:
@@ -60,16 +60,10 @@ def cmd_matrix(args: argparse.Namespace) -> int:
 
 def serve_matrix(args: argparse.Namespace) -> int:
     """The remote: answer requests until stopped."""
-    machine = machine_from_args(args)
-    try:
-        print(f"matrix: {args.role}, socket {machine.socket_role}, {describe_machine(machine)}")
-        print("matrix: waiting for the host ...", flush=True)
-        rpmsg = machine.start(timeout=args.timeout)
+    with connected(args, "matrix") as rpmsg:
         service = MatrixService(rpmsg)
         print(f"matrix: serving {MATRIX_SERVICE!r} at {service.endpoint.addr:#x}", flush=True)
         stats = service.run()
-    finally:
-        machine.close()
     rejected = f", {stats.rejected} malformed not answered" if stats.rejected else ""
     print(
         f"matrix: {stats.requests} requests answered{rejected}; stopped: {stats.stop_reason}",
@@ -80,15 +74,10 @@ def serve_matrix(args: argparse.Namespace) -> int:
 
 def host_matrix(args: argparse.Namespace) -> int:
     """The host: run the rounds, report, 1 on any error."""
-    machine = machine_from_args(args)
-    try:
-        print(f"matrix: {args.role}, socket {machine.socket_role}, {describe_machine(machine)}")
-        rpmsg = machine.start(timeout=args.timeout)
+    with connected(args, "matrix") as rpmsg:
         result = run_matrix(
             rpmsg, rounds=args.rounds, seed=args.seed, timeout=args.timeout, shutdown=args.shutdown
         )
-    finally:
-        machine.close()
     if args.show and result.last is not None:
         for title, m in zip(("a", "b", "a x b (received)"), result.last):
             print(f"matrix: {title}")

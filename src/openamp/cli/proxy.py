@@ -13,7 +13,7 @@ import os
 import sys
 
 from ..services.proxy import PROXY_SERVICE, ProxyServer, run_proxy_demo
-from .common import add_machine_options, describe_machine, machine_from_args
+from .common import add_machine_options, connected
 
 EPILOG = """\
 examples:
@@ -64,27 +64,21 @@ def cmd_proxy(args: argparse.Namespace) -> int:
 
 def _status(args: argparse.Namespace, line: str) -> None:
     if not args.quiet:
-        print(f"proxy: {line}", file=sys.stderr, flush=True)
+        print(line, file=sys.stderr, flush=True)
 
 
 def _host(args: argparse.Namespace) -> int:
     root = os.path.abspath(args.root)
-    machine = machine_from_args(args)
-    try:
-        _status(args, f"host, socket {machine.socket_role}, {describe_machine(machine)}")
-        _status(args, "waiting for the remote ...")
-        rpmsg = machine.start(timeout=args.timeout)
+    with connected(args, "proxy", lambda line: _status(args, line)) as rpmsg:
         server = ProxyServer(rpmsg, root)
-        _status(args, f"serving {PROXY_SERVICE!r} at {server.endpoint.addr:#x}, root {root}")
+        _status(args, f"proxy: serving {PROXY_SERVICE!r} at {server.endpoint.addr:#x}, root {root}")
         stats = server.run()
-    finally:
-        machine.close()
     for line in stats.problems:
-        _status(args, f"problem: {line}")
+        _status(args, f"proxy: problem: {line}")
     calls = ", ".join(f"{n} {k}" for k, n in sorted(stats.calls.items())) or "no requests"
     _status(
         args,
-        f"{calls}; {stats.bytes_written} bytes written, {stats.bytes_read} read, "
+        f"proxy: {calls}; {stats.bytes_written} bytes written, {stats.bytes_read} read, "
         f"{stats.errors} refused, {stats.dropped} dropped; stopped: {stats.stop_reason}",
     )
     ended_by_remote = stats.stop_reason in (
@@ -95,15 +89,9 @@ def _host(args: argparse.Namespace) -> int:
 
 
 def _remote(args: argparse.Namespace) -> int:
-    machine = machine_from_args(args)
-    try:
-        if not args.quiet:
-            print(f"proxy: remote, socket {machine.socket_role}, {describe_machine(machine)}")
-        rpmsg = machine.start(timeout=args.timeout)
+    with connected(args, "proxy", lambda line: _status(args, line)) as rpmsg:
         result = run_proxy_demo(
             rpmsg, report=lambda line: print(line, flush=True), timeout=args.timeout
         )
-    finally:
-        machine.close()
     print(f"proxy demo: {'PASS' if result.ok else 'FAIL'}", flush=True)
     return 0 if result.ok else 1

@@ -14,7 +14,7 @@ import os
 import sys
 
 from ..services.rpc import RPC_SERVICE, RpcFileServer, run_file_demo
-from .common import add_machine_options, describe_machine, machine_from_args
+from .common import add_machine_options, connected
 
 EPILOG = """\
 examples:
@@ -74,14 +74,7 @@ def cmd_rpc(args: argparse.Namespace) -> int:
     """``openamp rpc``."""
     if args.socket is None:
         args.socket = "server" if args.role == "driver" else "client"
-    machine = machine_from_args(args)
-    try:
-        side = "server" if args.role == "driver" else "client"
-        print(
-            f"rpc: {side}, {args.role}, socket {machine.socket_role}, {describe_machine(machine)}",
-            flush=True,
-        )
-        rpmsg = machine.start(timeout=args.timeout)
+    with connected(args, "rpc") as rpmsg:
         if args.role == "driver":
             server = RpcFileServer(
                 rpmsg,
@@ -108,8 +101,6 @@ def cmd_rpc(args: argparse.Namespace) -> int:
         result = run_file_demo(
             rpmsg, timeout=args.timeout, report=lambda line: print(line, flush=True)
         )
-    finally:
-        machine.close()
     for problem in result.problems:
         print(f"rpc: problem: {problem}")
     print(f"rpc: {'PASS' if result.ok else 'FAIL'}")

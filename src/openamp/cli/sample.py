@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 
 from ..services.sample import SAMPLE_COUNT, SAMPLE_SERVICE, SampleEcho, run_sample
-from .common import add_machine_options, describe_machine, machine_from_args
+from .common import add_machine_options, connected
 
 EPILOG = """\
 examples:
@@ -59,29 +59,18 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def serve_sample(args: argparse.Namespace) -> int:
     """The remote: echo ``--count`` messages, then destroy the endpoint."""
-    machine = machine_from_args(args)
-    try:
-        print(f"sample: {args.role}, socket {machine.socket_role}, {describe_machine(machine)}")
-        print("sample: waiting for the host ...", flush=True)
-        rpmsg = machine.start(timeout=args.timeout)
+    with connected(args, "sample") as rpmsg:
         service = SampleEcho(rpmsg, limit=args.count)
         print(f"sample: serving {SAMPLE_SERVICE!r} at {service.endpoint.addr:#x}", flush=True)
         stats = service.run()
-    finally:
-        machine.close()
     print(f"sample: {stats.messages} messages echoed; stopped: {stats.stop_reason}", flush=True)
     return 0
 
 
 def host_sample(args: argparse.Namespace) -> int:
     """The host: send, check, expect the NS destroy; 1 on any error."""
-    machine = machine_from_args(args)
-    try:
-        print(f"sample: {args.role}, socket {machine.socket_role}, {describe_machine(machine)}")
-        rpmsg = machine.start(timeout=args.timeout)
+    with connected(args, "sample") as rpmsg:
         result = run_sample(rpmsg, count=args.count, style=args.style, timeout=args.timeout)
-    finally:
-        machine.close()
     for line in result.problems:
         print(f"sample: {line}")
     end = "the remote destroyed its endpoint" if result.remote_destroyed else "no NS destroy"
