@@ -393,43 +393,32 @@ class RpmsgVirtioDevice(RpmsgDevice):
         delivered and every buffer returned; then the first error is raised.
         """
         rvq = self._rvq
-        deliver = self._deliver
-        error: BaseException | None = None
+        # (offset, size, index) of each buffer: the used-ring slot on the driver (whose
+        # cookie is the offset), the descriptor head on the device.
+        batch: list[tuple[int, int, int]]
         if self._driver:
-            items = rvq.take_used()
-            if not items:
-                return 0
             size = self._rx_size
-            back: list[int] = []
-            for cookie, _used_len, slot in items:
-                try:
-                    if deliver(cookie, size, slot):  # type: ignore[arg-type]
-                        back.append(cookie)  # type: ignore[arg-type]
-                except BaseException as exc:
-                    error = error or exc
-                    if self._take_held() is None:
-                        back.append(cookie)  # type: ignore[arg-type]
-            if back:
-                rvq.post(back, size, True)
+            batch = [(c, size, slot) for c, _len, slot in rvq.take_used()]  # type: ignore[misc]
         else:
-            got = rvq.take_avail()
-            if not got:
-                return 0
-            done: list[tuple[int, int]] = []
-            for head, off, size in got:
-                try:
-                    if deliver(off, size, head):
-                        done.append((head, size))
-                except BaseException as exc:
-                    error = error or exc
-                    if self._take_held() is None:
-                        done.append((head, size))
-            if done:
-                rvq.put_used(done)
-            items = got  # type: ignore[assignment]
+            batch = [(off, size, head) for head, off, size in rvq.take_avail()]
+        if not batch:
+            return 0
+        deliver = self._deliver
+        back: list[tuple[int, int, int]] = []
+        error: BaseException | None = None
+        for buf in batch:
+            off, size, idx = buf
+            try:
+                if deliver(off, size, idx):
+                    back.append(buf)
+            except BaseException as exc:
+                error = error or exc
+                if self._take_held() is None:
+                    back.append(buf)
+        self._give_back(back)
         if error is not None:
             raise error
-        return len(items)
+        return len(batch)
 
     def _kick_tx(self) -> None:
         # Sends made by callbacks during a poll are kicked once, when the poll ends.
@@ -497,11 +486,14 @@ class RpmsgVirtioDevice(RpmsgDevice):
         held, self._held = self._held, None
         return held
 
-    def _return_rx(self, off: int, size: int, idx: int) -> None:
+    def _give_back(self, bufs: list[tuple[int, int, int]]) -> None:
+        """Return received ``(offset, size, index)`` buffers to the peer, one index write."""
+        if not bufs:
+            return
         if self._driver:
-            self._rvq.add_buffer(off, size, True)
+            self._rvq.post([off for off, _size, _idx in bufs], self._rx_size, True)
         else:
-            self._rvq.add_used(idx, size)
+            self._rvq.put_used([(idx, size) for _off, size, idx in bufs])
 
     def hold_rx_buffer(self, ept: Endpoint) -> RxBuffer:
         """Keep the buffer being dispatched to ``ept`` past its callback."""
@@ -518,7 +510,7 @@ class RpmsgVirtioDevice(RpmsgDevice):
         """Give a held receive buffer back to the peer (C ``rpmsg_release_rx_buffer``)."""
         if self.closed:
             return
-        self._return_rx(buf.offset, buf.size, buf.index)
+        self._give_back([(buf.offset, buf.size, buf.index)])
         self._rvq.kick()
 
     # -- sending ------------------------------------------------------------------------------
