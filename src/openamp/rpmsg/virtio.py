@@ -393,12 +393,12 @@ class RpmsgVirtioDevice(RpmsgDevice):
         delivered and every buffer returned; then the first error is raised.
         """
         rvq = self._rvq
-        # (offset, size, index) of each buffer: the used-ring slot on the driver (whose
-        # cookie is the offset), the descriptor head on the device.
+        # (offset, size, index) of each buffer: the index is the used-ring slot on the
+        # driver, the descriptor head on the device.
         batch: list[tuple[int, int, int]]
         if self._driver:
             size = self._rx_size
-            batch = [(c, size, slot) for c, _len, slot in rvq.take_used()]  # type: ignore[misc]
+            batch = [(off, size, slot) for off, _len, slot in rvq.take_used()]
         else:
             batch = [(off, size, head) for head, off, size in rvq.take_avail()]
         if not batch:
@@ -534,14 +534,14 @@ class RpmsgVirtioDevice(RpmsgDevice):
                 used = tvq.take_used()
                 if used:
                     size = self._tx_size
-                    rec.extend([(c, size, -1) for c, _len, _slot in reversed(used)])  # type: ignore[misc]
+                    rec.extend([(off, size, -1) for off, _len, _slot in reversed(used)])
                     return rec.pop()
             else:
                 # One at a time, as C does: freeing several descriptors before reposting
                 # would reorder the free list and put buffers in other descriptors.
                 got = tvq.get_used()
                 if got is not None:
-                    return got[0], self._tx_size, -1  # type: ignore[return-value]
+                    return got[0], self._tx_size, -1
             if tvq.free_count > 0 and self.pool is not None:
                 off = self.pool.get_buffer(self._tx_size)
                 if off is not None:

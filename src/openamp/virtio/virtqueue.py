@@ -133,7 +133,8 @@ class Virtqueue:
         self._next = [*range(1, layout.num), VQ_RING_DESC_CHAIN_END]
         self._free_head = 0
         self._free_count = layout.num
-        self._cookie: list[object | None] = [None] * layout.num
+        self._offset: list[int | None] = [None] * layout.num
+        """Driver: the buffer offset each outstanding descriptor carries (None: free)."""
         self._avail_idx = 0
         self._last_used = 0
         # device state
@@ -187,11 +188,11 @@ class Virtqueue:
         """Driver: descriptors not currently handed to the device."""
         return self._free_count
 
-    def add_buffer(self, offset: int, length: int, writable: bool, cookie: object = None) -> int:
+    def add_buffer(self, offset: int, length: int, writable: bool) -> int:
         """Driver: post the buffer at ``offset`` in ``buf_io``; return the descriptor head.
 
         ``writable`` buffers are for the device to fill (rx), others for it to read (tx).
-        ``cookie`` comes back from :meth:`get_used` (default: the offset).  The new
+        The offset comes back from :meth:`get_used` when the device returns it.  The new
         entry is published at once; call :meth:`kick` to tell the peer.
         """
         if self.role is not Role.DRIVER:
@@ -214,7 +215,7 @@ class Virtqueue:
         )
         self._free_head = nxt
         self._free_count -= 1
-        self._cookie[head] = offset if cookie is None else cookie
+        self._offset[head] = offset
         idx = self._avail_idx
         m16 = self._m16
         m16[self._i_avail_ring + (idx & self._mask)] = head
@@ -225,10 +226,10 @@ class Virtqueue:
         self._queued += 1
         return head
 
-    def get_used(self) -> tuple[object, int, int] | None:
+    def get_used(self) -> tuple[int, int, int] | None:
         """Driver: take the next buffer the device returned, or ``None``.
 
-        Returns ``(cookie, used_len, slot)`` where ``slot`` is the used-ring slot (what
+        Returns ``(offset, used_len, slot)`` where ``slot`` is the used-ring slot (what
         the C library reports as the buffer index).  The descriptor goes back on the
         free list.
         """
@@ -250,19 +251,19 @@ class Virtqueue:
         head, length = USED_ELEM.unpack_from(self._mem, self._used_ring + 8 * slot)
         if head >= self.num:
             self._fail(f"used.ring[{slot}].id = {head} is outside the table of {self.num}")
-        cookie = self._cookie[head]
-        if cookie is None:
+        offset = self._offset[head]
+        if offset is None:
             self._fail(f"used.ring[{slot}].id = {head} names a descriptor that is not in use")
         self._last_used = (last + 1) & 0xFFFF
         # free the descriptor: it becomes the new free-list head (C vq_ring_free_chain)
-        self._cookie[head] = None
+        self._offset[head] = None
         self._next[head] = self._free_head
         m16[self._i_desc + 8 * head + 7] = self._free_head
         self._free_head = head
         self._free_count += 1
-        return cookie, length, slot
+        return offset, length, slot
 
-    def take_used(self) -> list[tuple[object, int, int]]:
+    def take_used(self) -> list[tuple[int, int, int]]:
         """Driver: every buffer the device has returned, as :meth:`get_used` gives them.
 
         One call instead of one per buffer (the fast path of a busy receiver), with the
@@ -287,22 +288,22 @@ class Virtqueue:
             self._mask,
             self.num,
         )
-        cookies, nxt_of, i_desc = self._cookie, self._next, self._i_desc
+        offsets, nxt_of, i_desc = self._offset, self._next, self._i_desc
         free_head = self._free_head
-        out: list[tuple[object, int, int]] = []
+        out: list[tuple[int, int, int]] = []
         for _ in range(count):
             slot = last & mask
             head, length = unpack(mem, ring + 8 * slot)
             if head >= num:
                 self._fail(f"used.ring[{slot}].id = {head} is outside the table of {num}")
-            cookie = cookies[head]
-            if cookie is None:
+            offset = offsets[head]
+            if offset is None:
                 self._fail(f"used.ring[{slot}].id = {head} names a descriptor that is not in use")
-            cookies[head] = None
+            offsets[head] = None
             nxt_of[head] = free_head
             m16[i_desc + 8 * head + 7] = free_head
             free_head = head
-            out.append((cookie, length, slot))
+            out.append((offset, length, slot))
             last = (last + 1) & 0xFFFF
         self._last_used = last
         self._free_head = free_head
@@ -324,7 +325,7 @@ class Virtqueue:
             raise UsageError(
                 f"{self.name}: {count} buffers but {self._free_count} free descriptors"
             )
-        mem, m16, nxt_of, cookie = self._mem, self._m16, self._next, self._cookie
+        mem, m16, nxt_of, outstanding = self._mem, self._m16, self._next, self._offset
         pack, desc, base, mask = DESC.pack_into, self._desc, self._buf_base, self._mask
         ring, size, flags = (
             self._i_avail_ring,
@@ -337,7 +338,7 @@ class Virtqueue:
                 raise UsageError(f"{self.name}: buffer [{offset:#x}, +{length:#x}) outside buf_io")
             nxt = nxt_of[head]
             pack(mem, desc + 16 * head, base + offset, length, flags, nxt)
-            cookie[head] = offset
+            outstanding[head] = offset
             m16[ring + (idx & mask)] = head
             idx = (idx + 1) & 0xFFFF
             head = nxt
