@@ -126,3 +126,9 @@ def test_bench_idle_reports_cpu_of_both_sides() -> None:
     run = json.loads(r.stdout)["runs"][0]
     assert run["host_cpu_percent"] >= 0 and run["remote_cpu_percent"] >= 0
     assert run["rtt_median_us"] > 0
+
+
+def test_rproc_run_names_a_missing_firmware_without_a_traceback() -> None:
+    r = openamp("rproc", "run", "no/such/firmware.elf")
+    assert r.returncode == 1
+    assert "no such file" in r.stderr and "Traceback" not in r.stderr

@@ -201,3 +201,8 @@ def test_a_killed_c_firmware_is_crashed_and_recovered(machine, tmp_path_factory)
     ept.wait_bound(10)
     ept.send(b"after recovery")
     assert ept.recv(timeout=5) == b"after recovery"
+
+
+def test_a_missing_firmware_file_is_a_clear_error(machine):
+    with pytest.raises(ValueError, match="no firmware 'nosuchfile': no such file.*echo"):
+        machine.remoteproc("nosuchfile")

@@ -214,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 141
-    except OpenAMPError as exc:
+    except (OpenAMPError, OSError) as exc:  # OSError: a missing or unreadable file
         print(f"openamp {args.command}: error: {exc}", file=sys.stderr)
         return 1
 

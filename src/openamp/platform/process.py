@@ -347,6 +347,11 @@ class ProcessMachine:
         rproc = self.rproc
         if isinstance(firmware, str) and (firmware in BUILTIN or firmware.startswith("python:")):
             firmware = PythonFirmware(firmware.removeprefix("python:"))
+        elif isinstance(firmware, (str, os.PathLike)) and not os.path.exists(firmware):
+            raise UsageError(
+                f"no firmware {os.fspath(firmware)!r}: no such file, and not a built-in Python "
+                f"firmware ({', '.join(sorted(BUILTIN))}; or python:MODULE)"
+            )
         elif not isinstance(firmware, Firmware):
             firmware = ElfFirmware.open(firmware)
         rproc.recovery = recovery
