@@ -204,5 +204,5 @@ def test_a_killed_c_firmware_is_crashed_and_recovered(machine, tmp_path_factory)
 
 
 def test_a_missing_firmware_file_is_a_clear_error(machine):
-    with pytest.raises(ValueError, match="no firmware 'nosuchfile': no such file.*echo"):
+    with pytest.raises(ValueError, match=r"no firmware .nosuchfile.: no such file.*echo"):
         machine.remoteproc("nosuchfile")
