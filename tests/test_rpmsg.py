@@ -421,3 +421,116 @@ def test_event_idx_suppresses_kicks_a_flood_does_not_need():
         out.send(b"x")
     assert p.kicks[Role.DRIVER][2] - before == 1
     assert len(inbox.recv_many(timeout=0)) == 10
+
+
+def _echo_flood(monkeypatch: pytest.MonkeyPatch, stage: int) -> tuple[bytes, list[bytes], int]:
+    """A remote that answers every message with several kinds of send, flooded by the host.
+
+    Returns the final shared memory, what the host received, and the remote's kicks."""
+    from openamp.rpmsg import virtio as rpmsg_virtio
+
+    monkeypatch.setattr(rpmsg_virtio, "STAGE_TX", stage)
+    p = InProcessPair()
+    host, remote = p.pair()
+
+    def answer(ept, data, src):
+        ept.sendto(bytes(data) + b"/a", src)
+        if data[0] % 7 == 0:  # now and then a batch and a nocopy send in between
+            ept.send_many([b"/m1", b"/m2"])
+            buf = ept.get_tx_buffer()
+            buf.data[:2] = b"/n"
+            buf.send(2)
+            ept.sendto(b"/c", src)
+            buf = ept.get_tx_buffer()
+            buf.data[:2] = b"/N"
+            buf.send(2)
+        ept.sendto(bytes(data) + b"/b", src)
+
+    remote.create_endpoint("", src=0x400, callback=answer)
+    got: list[bytes] = []
+    out = host.create_endpoint(
+        "", src=0x400, dst=0x400, callback=lambda e, d, s: got.append(bytes(d))
+    )
+    for start in range(0, 120, 40):
+        out.send_many([bytes([i]) for i in range(start, start + 40)])
+        remote.poll()
+        host.poll()
+    return bytes(p.memory), got, sum(p.kicks[Role.DEVICE].values())
+
+
+def test_staged_echoes_keep_their_order_and_the_rings_bytes(monkeypatch):
+    # The device publishes a callback's sends STAGE_TX at a time; that changes when the
+    # driver sees them, never what it sees: same order, same ring bytes as one by one.
+    image, got, kicks = _echo_flood(monkeypatch, 16)
+    expected: list[bytes] = []
+    for i in range(120):
+        expected.append(bytes([i]) + b"/a")
+        if i % 7 == 0:
+            expected += [b"/m1", b"/m2", b"/n", b"/c", b"/N"]
+        expected.append(bytes([i]) + b"/b")
+    assert got == expected
+    one_by_one, got_1, kicks_1 = _echo_flood(monkeypatch, 1)
+    assert got_1 == expected
+    assert image == one_by_one
+    assert kicks == kicks_1
+
+
+def test_staged_sends_reach_the_driver_when_a_callback_waits_for_a_buffer(monkeypatch):
+    # A callback that runs out of transmit buffers must publish what it staged first, or
+    # the driver never sees them and never returns a buffer: 300 answers to one message
+    # with 256 buffers, and nothing published before the wait (a stage larger than that).
+    import threading
+    import time
+
+    from openamp.rpmsg import virtio as rpmsg_virtio
+
+    monkeypatch.setattr(rpmsg_virtio, "STAGE_TX", 1000)
+    p = InProcessPair()
+    host, remote = p.pair()
+
+    def burst(ept, data, src):
+        for i in range(300):
+            ept.sendto(b"%d" % i, src, timeout=5)
+
+    remote.create_endpoint("", src=0x400, callback=burst)
+    got: list[bytes] = []
+    out = host.create_endpoint(
+        "", src=0x400, dst=0x400, callback=lambda e, d, s: got.append(bytes(d))
+    )
+    out.send(b"go")
+    deadline = time.monotonic() + 10
+
+    def drain() -> None:
+        while len(got) < 300 and time.monotonic() < deadline:
+            if not host.poll():
+                time.sleep(0.0005)
+
+    host_thread = threading.Thread(target=drain)
+    host_thread.start()
+    try:
+        remote.poll()
+    finally:
+        host_thread.join()
+    assert got == [b"%d" % i for i in range(300)]
+
+
+def test_a_pool_larger_than_the_ring_never_hands_out_more_buffers_than_descriptors():
+    # 512 tx buffers would fit in this pool, but vring 1 has 256 descriptors: a batch
+    # (or nocopy reservations) must stop at 256 instead of failing to post the rest.
+    from dataclasses import replace
+
+    from openamp.platform import LINUX_GENERIC
+
+    p = InProcessPair(layout=replace(LINUX_GENERIC, shm_size=0x100000, pool_size=0x60000))
+    host, remote = p.pair()
+    inbox = remote.create_endpoint("", src=0x400)
+    out = host.create_endpoint("", dst=0x400)
+    with pytest.raises(NoBufferError):
+        out.send_many([b"x"] * 300, timeout=0)
+    assert len(inbox.recv_many(timeout=0)) == 256
+    reserved = [out.get_tx_buffer(timeout=0) for _ in range(256)]  # all came back
+    with pytest.raises(NoBufferError):
+        out.get_tx_buffer(timeout=0)
+    for buf in reserved:
+        buf.send(0)
+    assert len(inbox.recv_many(timeout=0)) == 256

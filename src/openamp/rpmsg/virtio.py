@@ -55,7 +55,7 @@ from ..virtio.ring import (
     VIRTIO_RING_F_EVENT_IDX,
 )
 from ..virtio.transport import VirtioTransport
-from ..virtio.virtqueue import Role, Virtqueue
+from ..virtio.virtqueue import Buf, Role, Virtqueue
 from .buffers import RxBuffer, TxBuffer
 from .core import Deadline, Endpoint, NsCallback, RpmsgDevice, Waiter
 from .wire import (
@@ -72,6 +72,9 @@ log = logging.getLogger("openamp.rpmsg")
 _HDR_PACK = RPMSG_HDR.pack_into
 _HDR_UNPACK = RPMSG_HDR.unpack_from
 _U32_PACK = U32.pack_into
+
+STAGE_TX = 16
+"""Device: a callback's sends are published this many at a time (and when its poll ends)."""
 
 
 class ShmPool:
@@ -169,9 +172,15 @@ class RpmsgVirtioDevice(RpmsgDevice):
         self._driver = self.role is Role.DRIVER
         self._dispatching = False
         self._tx_kick_pending = False
+        # Device: buffers that callbacks filled during this poll and that the driver has
+        # not been shown yet.  Publishing echoes a few at a time instead of one by one
+        # saves most of the cache-line traffic on used.idx between the two cores while
+        # the driver can still start on the first ones (docs/performance.md).  The used
+        # ring ends up exactly as with one add_used() per message.
+        self._staged: list[Buf] = []
         self._current: tuple[int, int, int, memoryview, int, int] | None = None
         self._held: RxBuffer | None = None
-        self._reclaimer: list[tuple[int, int, int]] = []
+        self._reclaimer: list[Buf] = []
         self.config = config or RpmsgVirtioConfig()
         if self._driver:
             if pool is None:
@@ -211,6 +220,7 @@ class RpmsgVirtioDevice(RpmsgDevice):
         vq0.event_idx = vq1.event_idx = bool(self.features & (1 << VIRTIO_RING_F_EVENT_IDX))
         vq0.init_driver_ring()
         vq1.init_driver_ring()
+        self._tx_allocated = 0
         self._rvq, self._tvq = vq0, vq1
         self._tvq.disable_cb()
         rx_size = self._rx_size
@@ -381,6 +391,8 @@ class RpmsgVirtioDevice(RpmsgDevice):
                     rvq.enable_cb()
                 if n:
                     rvq.kick()
+            if self._staged:  # only after an error: _drain_rx flushes them
+                self._flush_staged()
             if self._tx_kick_pending:
                 self._tx_kick_pending = False
                 self._tvq.kick()
@@ -394,27 +406,27 @@ class RpmsgVirtioDevice(RpmsgDevice):
         """
         rvq = self._rvq
         # (offset, size, index) of each buffer: the index is the used-ring slot on the
-        # driver, the descriptor head on the device.
-        batch: list[tuple[int, int, int]]
-        if self._driver:
-            size = self._rx_size
-            batch = [(off, size, slot) for off, _len, slot in rvq.take_used()]
-        else:
-            batch = [(off, size, head) for head, off, size in rvq.take_avail()]
+        # driver, the descriptor head on the device.  The driver's buffers are its own
+        # size (the length in the used ring is the peer's word); the device's are what
+        # their descriptors say, and the driver's rx size is 0.
+        batch = rvq.take_used() if self._driver else rvq.take_avail()
         if not batch:
             return 0
         deliver = self._deliver
-        back: list[tuple[int, int, int]] = []
+        own_size = self._rx_size
+        back: list[Buf] = []
         error: BaseException | None = None
         for buf in batch:
             off, size, idx = buf
             try:
-                if deliver(off, size, idx):
+                if deliver(off, own_size or size, idx):
                     back.append(buf)
             except BaseException as exc:
                 error = error or exc
                 if self._take_held() is None:
                     back.append(buf)
+        if self._staged:  # answers first: the peer may be waiting for them
+            self._flush_staged()
         self._give_back(back)
         if error is not None:
             raise error
@@ -470,15 +482,16 @@ class RpmsgVirtioDevice(RpmsgDevice):
             ept._queue.append((mem[start : start + length].tobytes(), src))
             return True
         view = mem[start : start + length]
+        # _held is None outside callbacks: cleared here, or by _drain_rx on an error
         self._current = (off, size, idx, view, src, dst)
-        self._held = None
         try:
             cb(ept, view, src)
         finally:
             self._current = None
-        if self._take_held() is None:
+        if self._held is None:
             view.release()
             return True
+        self._held = None  # the callback keeps it; RxBuffer.release() gives it back
         return False
 
     def _take_held(self) -> RxBuffer | None:
@@ -486,14 +499,14 @@ class RpmsgVirtioDevice(RpmsgDevice):
         held, self._held = self._held, None
         return held
 
-    def _give_back(self, bufs: list[tuple[int, int, int]]) -> None:
+    def _give_back(self, bufs: list[Buf]) -> None:
         """Return received ``(offset, size, index)`` buffers to the peer, one index write."""
         if not bufs:
             return
         if self._driver:
-            self._rvq.post([off for off, _size, _idx in bufs], self._rx_size, True)
+            self._rvq.post(bufs, self._rx_size, True)
         else:
-            self._rvq.put_used([(idx, size) for _off, size, idx in bufs])
+            self._rvq.put_used(bufs)
 
     def hold_rx_buffer(self, ept: Endpoint) -> RxBuffer:
         """Keep the buffer being dispatched to ``ept`` past its callback."""
@@ -515,7 +528,7 @@ class RpmsgVirtioDevice(RpmsgDevice):
 
     # -- sending ------------------------------------------------------------------------------
 
-    def _get_tx_buffer(self, batch: bool = False) -> tuple[int, int, int] | None:
+    def _get_tx_buffer(self, batch: bool = False) -> Buf | None:
         """``(offset, size, head)`` of a free transmit buffer, or None (C ``get_tx_buffer``).
 
         Sources in the C library's order: buffers given back unsent, then (driver) the
@@ -542,27 +555,31 @@ class RpmsgVirtioDevice(RpmsgDevice):
                 got = tvq.get_used()
                 if got is not None:
                     return got[0], self._tx_size, -1
-            if tvq.free_count > 0 and self.pool is not None:
+            # C takes a pool buffer while a descriptor is free.  Buffers filled by a
+            # batch or reserved for a nocopy send hold no descriptor yet, so we count
+            # buffers instead: never more transmit buffers than descriptors.
+            if self._tx_allocated < tvq.num and self.pool is not None:
                 off = self.pool.get_buffer(self._tx_size)
                 if off is not None:
+                    self._tx_allocated += 1
                     return off, self._tx_size, -1
             return None
         avail = tvq.take_avail()
         if not avail:
             return None
-        for head, off, size in reversed(avail):
-            if size <= RPMSG_HDR_SIZE:
-                err = RingError(f"the driver posted a {size}-byte receive buffer (desc {head})")
+        for buf in reversed(avail):
+            if buf[1] <= RPMSG_HDR_SIZE:
+                err = RingError(f"the driver posted a {buf[1]}-byte receive buffer (desc {buf[2]})")
                 tvq.broken = err  # like every RingError, it marks its queue broken
                 raise err
-            rec.append((off, size, head))
-        self._tx_size = avail[-1][2]
+            rec.append(buf)
+        self._tx_size = avail[-1][1]
         return rec.pop()
 
     def _tx_ready(self) -> bool:
         return self._tvq.has_pending() or (not self._dispatching and self._rvq.has_pending())
 
-    def _wait_tx_buffer(self, timeout: float | None) -> tuple[int, int, int]:
+    def _wait_tx_buffer(self, timeout: float | None) -> Buf:
         if self.closed:
             raise InvalidStateError("the rpmsg device is closed")
         waiter = self.waiter
@@ -570,6 +587,7 @@ class RpmsgVirtioDevice(RpmsgDevice):
             raise NoBufferError("no transmit buffer is free (the peer has not returned any)")
         deadline = Deadline(timeout)
         tvq = self._tvq
+        self._flush_staged()
         if self._tx_kick_pending:  # the peer must see what we queued before we wait
             self._tx_kick_pending = False
             tvq.kick()
@@ -593,9 +611,12 @@ class RpmsgVirtioDevice(RpmsgDevice):
             tvq.disable_cb()
 
     def _commit_tx(self, off: int, size: int, head: int) -> None:
+        """Publish one filled transmit buffer (after any staged ones, to keep the order)."""
         if self._driver:
             self._tvq.add_buffer(off, size, False)
         else:
+            if self._staged:
+                self._publish(self._staged)
             self._tvq.add_used(head, size)
 
     def send_offchannel(
@@ -613,19 +634,32 @@ class RpmsgVirtioDevice(RpmsgDevice):
         n = len(data)
         if self._driver and n > self._tx_size - RPMSG_HDR_SIZE:
             raise PayloadTooLargeError(n, self._tx_size - RPMSG_HDR_SIZE)
-        buf = self._get_tx_buffer() or self._wait_tx_buffer(timeout)
+        # The per-message path of every echo: calls are inlined (see docs/performance.md).
+        rec = self._reclaimer
+        buf = (rec.pop() if rec else self._get_tx_buffer()) or self._wait_tx_buffer(timeout)
         off, size, head = buf
         if n > size - RPMSG_HDR_SIZE:
-            self._reclaimer.append(buf)
+            rec.append(buf)
             raise PayloadTooLargeError(n, size - RPMSG_HDR_SIZE)
         mem = self._mem
         start = off + RPMSG_HDR_SIZE
         mem[start : start + n] = data
         _HDR_PACK(mem, off, src, dst, 0, n, 0)
-        self._commit_tx(off, size, head)
         if self.trace is not None:
             self._trace_tx(off, size, head, src, dst, n)
-        self._kick_tx()
+        if not self._dispatching:
+            self._commit_tx(off, size, head)
+            self._tvq.kick()
+        elif self._driver:  # a callback's send is kicked once, when the poll ends
+            self._tvq.add_buffer(off, size, False)
+            self._tx_kick_pending = True
+        else:
+            # The device publishes a callback's sends STAGE_TX at a time (see _staged).
+            staged = self._staged
+            staged.append(buf)
+            if len(staged) >= STAGE_TX:
+                self._publish(staged)
+            self._tx_kick_pending = True
         return n
 
     def send_offchannel_many(
@@ -646,15 +680,17 @@ class RpmsgVirtioDevice(RpmsgDevice):
             raise EndpointNotBoundError("destination address ANY: the peer is not known yet")
         if self.closed:
             raise InvalidStateError("the rpmsg device is closed")
+        if self._staged:  # keep the order of a callback's earlier sends
+            self._publish(self._staged)
         mem = self._mem
         get_buffer = self._get_tx_buffer
+        rec = self._reclaimer
         trace = self.trace
-        pending: list[tuple[int, int, int]] = []
-        batch = True
+        pending: list[Buf] = []
         sent = 0
         try:
             for data in payloads:
-                buf = get_buffer(batch)
+                buf = rec.pop() if rec else get_buffer(True)
                 if buf is None:
                     self._publish(pending)  # the peer must see these before we wait
                     self._tvq.kick()
@@ -662,7 +698,7 @@ class RpmsgVirtioDevice(RpmsgDevice):
                 off, size, head = buf
                 n = len(data)
                 if n > size - RPMSG_HDR_SIZE:
-                    self._reclaimer.append(buf)
+                    rec.append(buf)
                     raise PayloadTooLargeError(n, size - RPMSG_HDR_SIZE)
                 start = off + RPMSG_HDR_SIZE
                 mem[start : start + n] = data
@@ -677,14 +713,24 @@ class RpmsgVirtioDevice(RpmsgDevice):
                 self._kick_tx()
         return sent
 
-    def _publish(self, pending: list[tuple[int, int, int]]) -> None:
+    def _flush_staged(self) -> None:
+        """Publish the staged transmit buffers; on a broken queue they are dropped (the
+        peer cannot take them, and the next call raises the queue's error)."""
+        staged = self._staged
+        if staged:
+            if self._tvq.broken is None:
+                self._publish(staged)
+            else:
+                staged.clear()
+
+    def _publish(self, pending: list[Buf]) -> None:
         """Hand filled transmit buffers to the peer with one index update; clears the list."""
         if not pending:
             return
         if self._driver:
-            self._tvq.post([off for off, _size, _head in pending], self._tx_size, False)
+            self._tvq.post(pending, self._tx_size, False)
         else:
-            self._tvq.put_used([(head, size) for _off, size, head in pending])
+            self._tvq.put_used(pending)
         pending.clear()
 
     def _trace_tx(self, off: int, size: int, head: int, src: int, dst: int, n: int) -> None:

@@ -69,7 +69,7 @@ class EchoService(Service):
 
     def on_message(self, ept: Endpoint, data: memoryview, src: int) -> None:
         """Send ``data`` back to ``src``, unless it is the shutdown message."""
-        if is_shutdown(data):
+        if len(data) >= 4 and data[0] == 0x5A and is_shutdown(data):  # 0xEF56A55A, LE
             self.stop("shutdown message")
             return
         if self.max_size and len(data) > self.max_size:

@@ -62,6 +62,11 @@ from .ring import (
     vring_need_event,
 )
 
+Buf = tuple[int, int, int]
+"""A buffer in the batch operations: ``(offset in buf_io, length, index)``.  The index is
+the used-ring slot on the driver (:meth:`Virtqueue.take_used`) and the descriptor head on
+the device (:meth:`Virtqueue.take_avail`)."""
+
 
 class Role(IntEnum):
     """Which side of the virtio device we play (values as in the C library)."""
@@ -263,7 +268,7 @@ class Virtqueue:
         self._free_count += 1
         return offset, length, slot
 
-    def take_used(self) -> list[tuple[int, int, int]]:
+    def take_used(self) -> list[Buf]:
         """Driver: every buffer the device has returned, as :meth:`get_used` gives them.
 
         One call instead of one per buffer (the fast path of a busy receiver), with the
@@ -290,7 +295,7 @@ class Virtqueue:
         )
         offsets, nxt_of, i_desc = self._offset, self._next, self._i_desc
         free_head = self._free_head
-        out: list[tuple[int, int, int]] = []
+        out: list[Buf] = []
         for _ in range(count):
             slot = last & mask
             head, length = unpack(mem, ring + 8 * slot)
@@ -310,17 +315,19 @@ class Virtqueue:
         self._free_count += count
         return out
 
-    def post(self, offsets: list[int], length: int, writable: bool) -> None:
+    def post(self, bufs: list[Buf], length: int, writable: bool) -> None:
         """Driver: post several buffers of ``length`` bytes and publish them at once.
 
-        Same descriptors, flags and free-list order as that many :meth:`add_buffer`
-        calls; ``avail.idx`` is written once, after every entry.
+        ``bufs`` are ``(offset, length, index)`` triples as the batch operations give
+        them; only the offsets are used.  Same descriptors, flags and free-list order as
+        that many :meth:`add_buffer` calls; ``avail.idx`` is written once, after every
+        entry.
         """
         if self.role is not Role.DRIVER:
             self._require(Role.DRIVER, "post")
         if self.broken is not None:
             raise self.broken
-        count = len(offsets)
+        count = len(bufs)
         if count > self._free_count:
             raise UsageError(
                 f"{self.name}: {count} buffers but {self._free_count} free descriptors"
@@ -333,7 +340,7 @@ class Virtqueue:
             VRING_DESC_F_WRITE if writable else 0,
         )
         head, idx = self._free_head, self._avail_idx
-        for offset in offsets:
+        for offset, _len, _index in bufs:
             if offset < 0 or offset + length > size:
                 raise UsageError(f"{self.name}: buffer [{offset:#x}, +{length:#x}) outside buf_io")
             nxt = nxt_of[head]
@@ -412,8 +419,13 @@ class Virtqueue:
         self._m16[self._i_used_idx] = idx
         self._queued += 1
 
-    def take_avail(self) -> list[tuple[int, int, int]]:
-        """Device: every available buffer, as :meth:`get_avail` gives them, in one call."""
+    def take_avail(self) -> list[Buf]:
+        """Device: every available buffer in one call, with :meth:`get_avail`'s checks.
+
+        Unlike :meth:`get_avail` it gives ``(offset, length, head)`` triples, the shape
+        of every batch operation (:meth:`take_used`, :meth:`put_used`, :meth:`post`), so
+        a batch goes back to the peer without being rebuilt.
+        """
         if self.broken is not None:
             raise self.broken
         m16 = self._m16
@@ -425,7 +437,7 @@ class Virtqueue:
             self._fail(f"avail.idx jumped {count} entries past last_avail {last}")
         mem, unpack, desc, mask, num = self._mem, DESC.unpack_from, self._desc, self._mask, self.num
         ring, base, size, lens = self._i_avail_ring, self._buf_base, self._buf_size, self._desc_len
-        out: list[tuple[int, int, int]] = []
+        out: list[Buf] = []
         for _ in range(count):
             slot = last & mask
             head = m16[ring + slot]
@@ -439,13 +451,17 @@ class Virtqueue:
                     f"[{base:#x}, +{size:#x})"
                 )
             lens[head] = length
-            out.append((head, offset, length))
+            out.append((offset, length, head))
             last = (last + 1) & 0xFFFF
         self._last_avail = last
         return out
 
-    def put_used(self, items: list[tuple[int, int]]) -> None:
-        """Device: return several ``(head, length)`` buffers and publish them at once."""
+    def put_used(self, bufs: list[Buf]) -> None:
+        """Device: return several buffers and publish them at once.
+
+        ``bufs`` are ``(offset, length, head)`` triples as :meth:`take_avail` gives
+        them; ``length`` is what the used ring reports for ``head``.
+        """
         if self.role is not Role.DEVICE:
             self._require(Role.DEVICE, "put_used")
         if self.broken is not None:
@@ -458,7 +474,7 @@ class Virtqueue:
             self.num,
         )
         idx = self._used_idx
-        for head, length in items:
+        for _offset, length, head in bufs:
             if not 0 <= head < num:
                 raise UsageError(f"{self.name}: descriptor head {head} out of range")
             pack(mem, ring + 8 * (idx & mask), head, length)
@@ -466,7 +482,7 @@ class Virtqueue:
         # fence: every element is stored before the index that publishes them
         self._used_idx = idx
         self._m16[self._i_used_idx] = idx
-        self._queued += len(items)
+        self._queued += len(bufs)
 
     def desc_len(self, head: int) -> int:
         """Device: the length of descriptor ``head`` as read when it was taken."""
