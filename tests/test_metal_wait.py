@@ -372,3 +372,39 @@ def test_an_armed_wait_still_wakes_on_a_later_kick() -> None:
     finally:
         t.join()
     assert ok and armed == [1]
+
+
+@pytest.mark.parametrize("name", ["spin", "spin-then-block"])
+def test_a_spinner_that_finds_work_at_once_makes_no_system_call(name: str) -> None:
+    # A drain costs a system call; a reply that is already there must not pay it.
+    a, b = UnixSocketDoorbell.pair()
+    with a, b:
+        b.kick()
+        for _ in range(100):
+            assert STRATEGIES[name].wait(a, lambda: True, 1.0) is True
+        assert a.kicks_received == 0 and a.wait_readable(0) is True
+
+
+def test_spinners_drain_about_once_per_interval_across_waits() -> None:
+    a, b = UnixSocketDoorbell.pair()
+    with a, b:
+        real_drain = a.drain
+        drains = 0
+
+        def counting_drain() -> int:
+            nonlocal drains
+            drains += 1
+            return real_drain()
+
+        a.drain = counting_drain  # type: ignore[method-assign]
+        strategy = SpinWait(drain_interval_s=0.005)
+        calls = 0
+        end = time.monotonic() + 0.05
+        while time.monotonic() < end:
+            answers = iter([False, True])  # work turns up on the second look
+            b.kick()
+            assert strategy.wait(a, answers.__next__, 1.0) is True
+            calls += 1
+        # about 10 drains in 50 ms, however many waits ran; and the kicks were consumed
+        assert 2 <= drains <= 1 + calls // 10
+        assert a.kicks_received > 0
