@@ -104,3 +104,25 @@ def test_the_linux_generic_machine_uses_the_c_names(fixed_names, children):
     assert (m.shm_name, m.event_path) == ("openamp.shm", "/tmp/openamp.event.0")
     assert m.socket_role == "server"
     assert LinuxGenericMachine(role="driver").socket_role == "client"
+
+
+@pytest.mark.parametrize("host_wait", ["block", "spin-then-block"])
+def test_a_flood_larger_than_the_rings_completes_between_blocking_peers(
+    children, vm_name, host_wait
+):
+    # 3000 echoed messages through 256-entry rings: the host runs out of transmit buffers
+    # while echoes fill its receive ring.  A blocked side wakes only on a kick, so every
+    # wait must have asked for the kicks it needs (rx kicks are off while we are busy).
+    children.openamp(
+        "echo", "--machine", "virtual", "--name", vm_name, "--timeout", "30", "--wait", "block"
+    )
+    got = []
+    with VirtualMachine(role="driver", name=vm_name, wait=host_wait) as host:
+        ept = host.rpmsg.create_endpoint(
+            ECHO_SERVICE, callback=lambda e, data, src: got.append(bytes(data))
+        )
+        ept.wait_bound(10)
+        payloads = [b"%d" % i for i in range(3000)]
+        assert ept.send_many(payloads, timeout=10) == 3000
+        assert host.rpmsg.wait_until(lambda: len(got) == 3000, 10), len(got)
+        assert got == payloads

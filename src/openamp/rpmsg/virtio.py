@@ -592,12 +592,16 @@ class RpmsgVirtioDevice(RpmsgDevice):
             self._tx_kick_pending = False
             tvq.kick()
         tvq.enable_cb()  # ask the peer to tell us when it returns a buffer
+        rvq = self._rvq
+        # While we spin we look at the rx ring ourselves (_tx_ready), so the peer need
+        # not kick us for each message; the waiter re-arms that before it blocks.
+        arms = getattr(waiter, "arms", False)
         try:
             while True:
                 buf = self._get_tx_buffer()
                 if buf is not None:
-                    return buf
-                if not self._dispatching and self._rvq.has_pending():
+                    break
+                if not self._dispatching and rvq.has_pending():
                     self.poll()
                     continue
                 remaining = deadline.remaining()
@@ -606,9 +610,23 @@ class RpmsgVirtioDevice(RpmsgDevice):
                         f"no transmit buffer became free within {timeout} s "
                         "(is the peer processing its receive queue?)"
                     )
-                waiter.wait(self._tx_ready, remaining)
+                if arms:
+                    rvq.disable_cb()
+                    waiter.wait(self._tx_ready, remaining, arm=self._arm_tx)  # type: ignore[call-arg]
+                else:
+                    waiter.wait(self._tx_ready, remaining)
         finally:
             tvq.disable_cb()
+            if arms and not self._dispatching and rvq.broken is None:
+                rvq.enable_cb()
+        if arms and not self._dispatching and rvq.has_pending():
+            self.poll()  # what came in unannounced while rx kicks were off
+        return buf
+
+    def _arm_tx(self) -> bool:
+        """Before a tx-buffer wait blocks: rx kicks on again; True if work is there."""
+        self._rvq.enable_cb()
+        return self._tx_ready()
 
     def _commit_tx(self, off: int, size: int, head: int) -> None:
         """Publish one filled transmit buffer (after any staged ones, to keep the order)."""
@@ -682,6 +700,13 @@ class RpmsgVirtioDevice(RpmsgDevice):
             raise InvalidStateError("the rpmsg device is closed")
         if self._staged:  # keep the order of a callback's earlier sends
             self._publish(self._staged)
+        # No rx kicks while we fill buffers: answers to the first messages of a batch
+        # would make a C peer kick us for each one.  Outside a poll, rx kicks are on
+        # again when we return, and what came in meanwhile is processed first.
+        rvq = self._rvq
+        quiet = not self._dispatching
+        if quiet:
+            rvq.disable_cb()
         mem = self._mem
         get_buffer = self._get_tx_buffer
         rec = self._reclaimer
@@ -711,6 +736,10 @@ class RpmsgVirtioDevice(RpmsgDevice):
             self._publish(pending)
             if sent:
                 self._kick_tx()
+            if quiet and rvq.broken is None:
+                rvq.enable_cb()
+        if quiet and rvq.has_pending():
+            self.poll()
         return sent
 
     def _flush_staged(self) -> None:
