@@ -221,6 +221,10 @@ class Endpoint:
         Much cheaper than a :meth:`send` per message when the peer polls: the peer is
         kicked only when we have to wait for a buffer and once at the end.  ``timeout``
         is per wait for a buffer.  Returns how many were sent.
+
+        Like every blocking send it keeps receiving: messages that arrive meanwhile are
+        delivered (callbacks run, queues fill) before it returns, and the peer is asked
+        not to notify us for them while the batch is being filled.
         """
         dst = self.dest_addr
         if dst == RPMSG_ADDR_ANY:
