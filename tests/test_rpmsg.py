@@ -283,7 +283,12 @@ def test_close_announces_every_destroy(pair):
 
 
 def test_buffer_sizes_are_configurable_per_direction():
-    p = InProcessPair(layout=__import__("openamp").platform.MachineLayout.for_buffers(4096))
+    from dataclasses import replace
+
+    from openamp.platform import MachineLayout
+
+    # a remote that offers no sizes: the driver's own config decides
+    p = InProcessPair(layout=replace(MachineLayout.for_buffers(4096), buffer_sizes=None))
     host = p.driver(config=RpmsgVirtioConfig(h2r_buf_size=4096, r2h_buf_size=1024))
     remote = p.device()
     assert (host.tx_capacity, host.rx_capacity) == (4080, 1008)

@@ -12,7 +12,13 @@ from dataclasses import dataclass
 
 from ..errors import UsageError
 from ..remoteproc.rsc_table import ResourceTable, Vdev, VdevVring
-from ..rpmsg.wire import RPMSG_BUFFER_SIZE, VIRTIO_RPMSG_F_NS
+from ..rpmsg.wire import (
+    RPMSG_BUFFER_SIZE,
+    RPMSG_HDR_SIZE,
+    VIRTIO_RPMSG_F_BUFSZ,
+    VIRTIO_RPMSG_F_NS,
+    RpmsgConfigSpace,
+)
 from ..virtio.ring import VIRTIO_ID_RPMSG, align_up, vring_size
 
 
@@ -34,8 +40,21 @@ class MachineLayout:
     """Features the device offers in its vdev entry.  Add ``1 << VIRTIO_RING_F_EVENT_IDX``
     only when both sides are pyopenamp: a C driver writes ``gfeatures = dfeatures``
     without using event indices, so the two sides would disagree."""
+    buffer_sizes: tuple[int, int] | None = None
+    """``(remote -> host, host -> remote)`` buffer sizes, header included, that the
+    device offers with ``VIRTIO_RPMSG_F_BUFSZ`` in its config space (the remote decides
+    the sizes, as with Linux); None offers nothing and the driver uses its own."""
 
     def __post_init__(self) -> None:
+        if self.buffer_sizes is not None:
+            r2h, h2r = self.buffer_sizes
+            if r2h <= RPMSG_HDR_SIZE or h2r <= RPMSG_HDR_SIZE:
+                raise UsageError(f"layout: buffer sizes {self.buffer_sizes} cannot hold a header")
+            if self.vring_num * r2h + h2r > self.pool_size:
+                raise UsageError(
+                    f"layout: {self.vring_num} receive buffers of {r2h} bytes and a transmit "
+                    f"buffer of {h2r} do not fit the {self.pool_size:#x}-byte pool"
+                )
         size = vring_size(self.vring_num, self.vring_align)
         table_end = self.rsc_offset + self.resource_table().size
         spans = sorted(
@@ -55,7 +74,10 @@ class MachineLayout:
 
     @classmethod
     def for_buffers(cls, buffer_size: int, num: int = 256) -> MachineLayout:
-        """A layout with room for ``num`` rx and ``num`` tx buffers of ``buffer_size`` bytes."""
+        """A layout with room for ``num`` rx and ``num`` tx buffers of ``buffer_size`` bytes.
+
+        The device offers that size to the driver (``buffer_sizes``).
+        """
         ring = align_up(vring_size(num, 0x1000), 0x1000)
         vring0 = 0x4000
         vring1 = align_up(vring0 + ring, 0x1000)
@@ -68,20 +90,26 @@ class MachineLayout:
             vring_num=num,
             pool_base=pool_base,
             pool_size=pool_size,
+            buffer_sizes=(buffer_size, buffer_size),
         )
 
     def resource_table(self) -> ResourceTable:
         """The table the socket server writes at ``rsc_offset`` (status and gfeatures 0)."""
+        dfeatures, config = self.dfeatures, b""
+        if self.buffer_sizes is not None:
+            dfeatures |= 1 << VIRTIO_RPMSG_F_BUFSZ
+            config = RpmsgConfigSpace(*self.buffer_sizes).to_bytes()
         return ResourceTable(
             [
                 Vdev(
                     id=VIRTIO_ID_RPMSG,
                     notifyid=0,
-                    dfeatures=self.dfeatures,
+                    dfeatures=dfeatures,
                     vrings=[
                         VdevVring(self.vring0_da, self.vring_align, self.vring_num, 1),
                         VdevVring(self.vring1_da, self.vring_align, self.vring_num, 2),
                     ],
+                    config=config,
                 )
             ]
         )

@@ -1021,6 +1021,10 @@ class VhostUserDevice:
         """Driver-side operation: refused."""
         raise UsageError("the device side does not set the driver features")
 
+    def config_space(self) -> bytes:
+        """The config space the frontend reads with ``GET_CONFIG``."""
+        return bytes(self.config)
+
     def vring(self, index: int) -> VringInfo:
         """Vring ``index``: its memory region, part offsets and notify id (its index)."""
         if not 0 <= index < len(self.vrings):

@@ -18,7 +18,13 @@ from ..metal.io import IoRegion
 from ..metal.shm import unique_name
 from ..remoteproc.virtio import RscVdevTransport
 from ..rpmsg.core import NsCallback
-from ..rpmsg.virtio import RpmsgVirtioConfig, RpmsgVirtioDevice, ShmPool, TraceHook
+from ..rpmsg.virtio import (
+    DEFAULT_FEATURES,
+    RpmsgVirtioConfig,
+    RpmsgVirtioDevice,
+    ShmPool,
+    TraceHook,
+)
 from ..virtio.virtqueue import Role
 from .layout import LINUX_GENERIC, MachineLayout
 from .machine import RoleName, SharedMemoryMachine, SocketRole, find_vdev, parse_role
@@ -107,8 +113,10 @@ class InProcessPair:
         ns_bind_cb: NsCallback | None = None,
         trace: TraceHook | None = None,
         blocking: bool = True,
+        features: int = DEFAULT_FEATURES,
     ) -> RpmsgVirtioDevice:
-        """Create the driver (host) side.  ``blocking=False`` gives it no waiter."""
+        """Create the driver (host) side.  ``blocking=False`` gives it no waiter;
+        ``features`` are the feature bits it accepts (fewer to act as a C host)."""
         dev = RpmsgVirtioDevice(
             self._transport(Role.DRIVER),
             shm=self.region,
@@ -117,6 +125,7 @@ class InProcessPair:
             waiter=_PumpWaiter(self, Role.DRIVER) if blocking else None,
             ns_bind_cb=ns_bind_cb,
             trace=trace,
+            features=features,
         )
         self._sides[Role.DRIVER] = dev
         return dev

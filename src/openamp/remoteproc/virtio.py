@@ -65,6 +65,8 @@ class RscVdevTransport:
                 f"vdev with {nrings} vrings and {config_len} config bytes runs past the table",
                 offset=vdev_offset,
             )
+        self._config_off = end - config_len
+        self._config_len: int = config_len
         self._device_id: int = dev_id
         self._notifyid: int = notifyid
         self._vrings: list[VringInfo] = []
@@ -101,6 +103,10 @@ class RscVdevTransport:
     def vring(self, index: int) -> VringInfo:
         """Location of vring ``index``."""
         return self._vrings[index]
+
+    def config_space(self) -> bytes:
+        """The vdev's ``config_len`` bytes of config space (after its vrings)."""
+        return self._io.read_block(self._config_off, self._config_len)
 
     def get_status(self) -> int:
         """The status byte (the device polls it for DRIVER_OK)."""

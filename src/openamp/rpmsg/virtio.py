@@ -64,7 +64,9 @@ from .wire import (
     RPMSG_HDR,
     RPMSG_HDR_SIZE,
     RPMSG_NS_EPT_ADDR,
+    VIRTIO_RPMSG_F_BUFSZ,
     VIRTIO_RPMSG_F_NS,
+    RpmsgConfigSpace,
 )
 
 log = logging.getLogger("openamp.rpmsg")
@@ -72,6 +74,11 @@ log = logging.getLogger("openamp.rpmsg")
 _HDR_PACK = RPMSG_HDR.pack_into
 _HDR_UNPACK = RPMSG_HDR.unpack_from
 _U32_PACK = U32.pack_into
+
+DEFAULT_FEATURES = (
+    (1 << VIRTIO_RPMSG_F_NS) | (1 << VIRTIO_RPMSG_F_BUFSZ) | (1 << VIRTIO_RING_F_EVENT_IDX)
+)
+"""What a pyopenamp driver accepts when the device offers it (the device's offer decides)."""
 
 STAGE_TX = 16
 """Device: a callback's sends are published this many at a time (and when its poll ends)."""
@@ -141,6 +148,10 @@ class RpmsgVirtioDevice(RpmsgDevice):
     every call is non-blocking).  The device role waits up to ``ready_timeout`` seconds
     for the driver's DRIVER_OK (None = forever).  ``features`` are the feature bits we
     support (driver: accepted from the device's offer; device: ignored).
+
+    Buffer sizes: the driver uses ``config`` unless the device offers
+    ``VIRTIO_RPMSG_F_BUFSZ``; then the sizes in the device's config space win (the
+    remote decides, as with Linux).  The device always learns them from the descriptors.
     """
 
     def __init__(
@@ -153,7 +164,7 @@ class RpmsgVirtioDevice(RpmsgDevice):
         waiter: Waiter | None = None,
         ns_bind_cb: NsCallback | None = None,
         ns_unbind_cb: NsCallback | None = None,
-        features: int = (1 << VIRTIO_RPMSG_F_NS) | (1 << VIRTIO_RING_F_EVENT_IDX),
+        features: int = DEFAULT_FEATURES,
         ready_timeout: float | None = 10.0,
         trace: TraceHook | None = None,
     ) -> None:
@@ -215,6 +226,8 @@ class RpmsgVirtioDevice(RpmsgDevice):
         transport, pool, shm = self.transport, self.pool, self.shm
         assert pool is not None
         self.features = transport.device_features() & self._wanted_features
+        if self.features & (1 << VIRTIO_RPMSG_F_BUFSZ):
+            self._rx_size, self._tx_size = self._sizes_from_config()
         transport.set_driver_features(self.features)
         vq0, vq1 = self._make_queues()
         vq0.event_idx = vq1.event_idx = bool(self.features & (1 << VIRTIO_RING_F_EVENT_IDX))
@@ -233,9 +246,33 @@ class RpmsgVirtioDevice(RpmsgDevice):
                 )
             shm.fill(off, rx_size)
             self._rvq.add_buffer(off, rx_size, True)
+        if pool.avail < self._tx_size:
+            raise UsageError(
+                f"the buffer pool ({pool.size:#x} bytes) has no room for a transmit buffer of "
+                f"{self._tx_size} bytes after {self._rvq.num} receive buffers of {rx_size}"
+            )
         if self.features & (1 << VIRTIO_RPMSG_F_NS) and RPMSG_NS_EPT_ADDR not in self._endpoints:
             self._register_ns_endpoint()
         transport.set_status(VIRTIO_CONFIG_STATUS_DRIVER_OK)
+
+    def _sizes_from_config(self) -> tuple[int, int]:
+        """``(rx, tx)`` buffer sizes the device's config space gives (``F_BUFSZ``).
+
+        The remote decides, as with Linux: its ``txbuf_size`` is our receive size, its
+        ``rxbuf_size`` our transmit size.  The config space is the peer's word, so it is
+        checked like any other untrusted input."""
+        try:
+            cfg = RpmsgConfigSpace.parse(self.transport.config_space())
+        except MessageError as exc:
+            raise ResourceTableError(f"VIRTIO_RPMSG_F_BUFSZ offered, but {exc}") from None
+        largest = 0x10000 + RPMSG_HDR_SIZE
+        if cfg.txbuf_size > largest or cfg.rxbuf_size > largest:
+            raise ResourceTableError(
+                f"the remote asks for {cfg.txbuf_size}/{cfg.rxbuf_size}-byte buffers "
+                f"(tx/rx); pyopenamp supports up to {largest}"
+            )
+        log.debug("config space buffer sizes: rx %d, tx %d", cfg.txbuf_size, cfg.rxbuf_size)
+        return cfg.txbuf_size, cfg.rxbuf_size
 
     def reset(self, waiter: Waiter | None = None) -> None:
         """Driver: bring the link up again after the remote restarted, keeping endpoints.

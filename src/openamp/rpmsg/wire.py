@@ -33,6 +33,57 @@ RPMSG_NS_DESTROY = 1
 VIRTIO_RPMSG_F_NS = 0
 """Feature bit: the name service is supported."""
 
+VIRTIO_RPMSG_F_BUFSZ = 1
+"""Feature bit: the device's config space gives the buffer sizes (``virtio_rpmsg_config``).
+
+As in the Linux patch series that adds it (``include/linux/rpmsg/virtio_rpmsg.h``, bit 1).
+NuttX's fork of OpenAMP uses bit 2 with a different config layout; we do not speak that.
+"""
+
+VIRTIO_RPMSG_CONFIG = struct.Struct("<HII56x")
+"""``struct virtio_rpmsg_config`` (packed, 66 bytes): version, txbuf_size, rxbuf_size,
+reserved[14].  Sizes are from the *remote's* view: ``txbuf_size`` is remote -> host."""
+VIRTIO_RPMSG_CONFIG_SIZE = VIRTIO_RPMSG_CONFIG.size  # 66
+
+
+@dataclass(frozen=True)
+class RpmsgConfigSpace:
+    """The rpmsg device's config space when ``VIRTIO_RPMSG_F_BUFSZ`` is offered.
+
+    ``txbuf_size``/``rxbuf_size`` are the remote's transmit and receive buffer sizes,
+    i.e. remote -> host and host -> remote; whole buffers, header included.
+    """
+
+    txbuf_size: int
+    rxbuf_size: int
+    version: int = 0
+
+    def to_bytes(self) -> bytes:
+        """The 66 bytes to put in the vdev's config space."""
+        for name in ("txbuf_size", "rxbuf_size"):
+            v = getattr(self, name)
+            if not RPMSG_HDR_SIZE < v <= 0xFFFFFFFF:
+                raise UsageError(f"{name} must hold a header and a payload byte, got {v}")
+        return VIRTIO_RPMSG_CONFIG.pack(self.version, self.txbuf_size, self.rxbuf_size)
+
+    @classmethod
+    def parse(cls, data: bytes | bytearray | memoryview) -> RpmsgConfigSpace:
+        """Decode a config space the peer wrote; :class:`MessageError` if it is too short
+        or names a buffer that cannot hold a header."""
+        if len(data) < VIRTIO_RPMSG_CONFIG_SIZE:
+            raise MessageError(
+                f"rpmsg config space is {len(data)} bytes, "
+                f"VIRTIO_RPMSG_F_BUFSZ needs {VIRTIO_RPMSG_CONFIG_SIZE}"
+            )
+        version, tx, rx = VIRTIO_RPMSG_CONFIG.unpack_from(data)
+        if tx <= RPMSG_HDR_SIZE or rx <= RPMSG_HDR_SIZE:
+            raise MessageError(
+                f"rpmsg config space gives buffer sizes {tx} (remote tx) and {rx} (remote rx); "
+                f"each must be over the {RPMSG_HDR_SIZE}-byte header"
+            )
+        return cls(txbuf_size=tx, rxbuf_size=rx, version=version)
+
+
 RPMSG_BUFFER_SIZE = 512
 """Default buffer size of the C library and Linux (496-byte payload)."""
 

@@ -67,6 +67,10 @@ class VirtioTransport(Protocol):
         """Location and notify id of vring ``index``."""
         ...
 
+    def config_space(self) -> bytes:
+        """The device-specific config space (empty if the device has none)."""
+        ...
+
     def notify(self, notifyid: int) -> None:
         """Kick the peer for notify id ``notifyid`` (a vring's or the device's own)."""
         ...
