@@ -89,6 +89,14 @@ def test_bench_throughput_prints_a_table() -> None:
     assert "messages/s each way" in r.stdout and "MB/s each way" in r.stdout
 
 
+def test_bench_throughput_batch_size_is_an_option() -> None:
+    r = openamp("bench", "throughput", "--batch", "1", "--count", "500", "--runs", "1", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["runs"][0]["messages"] == 500
+    r = openamp("bench", "throughput", "--batch", "0")
+    assert r.returncode == 1 and "--batch must be at least 1" in r.stderr
+
+
 def test_openamp_matrix_host_against_the_matrix_remote(children, vm_name) -> None:
     remote = children.openamp(
         "matrix", "--role", "device", "--machine", "virtual", "--name", vm_name

@@ -66,7 +66,7 @@ EPILOG_BENCH = """\
 examples:
   openamp bench rtt --size 17
   openamp bench throughput --size 496 --count 200000 --json
-  openamp bench rtt --peer ./rpmsg-echo          # the C remote on the linux-generic machine
+  openamp bench rtt --peer "./rpmsg-echo 0"      # the C remote on the linux-generic machine
 """
 
 
@@ -173,6 +173,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="BYTES",
         help="rpmsg buffer size per direction (default 512; bulk: 65536)",
+    )
+    p.add_argument(
+        "--batch",
+        type=int,
+        default=64,
+        metavar="N",
+        help="throughput, bulk: messages per send_many() call, one kick each (%(default)s)",
     )
     p.add_argument("--idle-seconds", type=float, default=2.0, help="idle: window (%(default)s)")
     p.set_defaults(func=cmd_bench)
@@ -302,6 +309,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """``openamp bench rtt|throughput|bulk|idle``."""
     if args.runs < 1:
         raise UsageError("--runs must be at least 1")
+    if args.batch < 1:
+        raise UsageError("--batch must be at least 1")
     scenario = args.scenario
     bulk = scenario == "bulk"
     buffer_size = args.buffer_size or (65536 if bulk and not args.peer else 512)
@@ -325,10 +334,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
                 figures = bench_rtt(ept, size=size, count=count)
             elif scenario == "throughput":
                 figures = bench_throughput(
-                    rpmsg, dst=dst, size=size, count=count, timeout=args.timeout
+                    rpmsg, dst=dst, size=size, count=count, timeout=args.timeout, batch=args.batch
                 )
             elif scenario == "bulk":
-                figures = bench_bulk(rpmsg, dst=dst, size=size, count=count, timeout=args.timeout)
+                figures = bench_bulk(
+                    rpmsg, dst=dst, size=size, count=count, timeout=args.timeout, batch=args.batch
+                )
             else:
                 ept = rpmsg.create_endpoint(ECHO_SERVICE)
                 ept.wait_bound(args.timeout)
