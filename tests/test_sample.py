@@ -277,3 +277,39 @@ def test_the_help_explains_both_roles_with_examples() -> None:
         assert word in text
     defaults = parser.parse_args(["sample"])
     assert (defaults.role, defaults.count, defaults.style) == ("driver", 100, "openamp")
+
+
+REMOTE_AT_ADDRESS_0 = """
+import sys
+from openamp.platform import VirtualMachine
+from openamp.services.sample import SampleEcho
+with VirtualMachine(role="device", name=sys.argv[1]) as machine:
+    rpmsg = machine.start(timeout=20)
+    SampleEcho(rpmsg, src=0).run()   # a reserved address: its destroy is never announced
+"""
+
+
+def test_a_remote_that_leaves_without_a_destroy_still_gets_a_full_report(children, vm_name) -> None:
+    # The C rpmsg-sample-echo of some versions sits at address 0: after the 100th echo
+    # it destroys its endpoint silently and exits.  The host must report its counts.
+    from openamp.platform import VirtualMachine
+
+    children.start([sys.executable, "-c", REMOTE_AT_ADDRESS_0, vm_name])
+    with VirtualMachine(role="driver", name=vm_name) as host:
+        result = run_sample(host.start(timeout=20), timeout=5)
+    assert (result.sent, result.received) == (100, 100)
+    assert not result.remote_destroyed and result.errors == 1
+    assert "went away after 100 echoes without destroying its endpoint" in result.problems[0]
+
+
+def test_the_command_host_sits_at_address_0_like_the_c_ping(children, vm_name) -> None:
+    vm = ["--machine", "virtual", "--name", vm_name, "--timeout", "20"]
+    remote = children.start(sample_command("--role", "device", *vm))
+    rc, out, err = children.result(children.start(sample_command(*vm)))
+    assert rc == 0, out + err
+    assert "sample: endpoint 0x0 -> remote 0x400" in out
+    assert children.result(remote)[0] == 0
+    remote = children.start(sample_command("--role", "device", *vm))
+    rc, out, err = children.result(children.start(sample_command(*vm, "--src", "any")))
+    assert rc == 0 and "sample: endpoint 0x400 -> remote 0x400" in out, out + err
+    assert children.result(remote)[0] == 0

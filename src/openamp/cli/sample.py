@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..rpmsg.wire import RPMSG_ADDR_ANY
 from ..services.sample import SAMPLE_COUNT, SAMPLE_SERVICE, SampleEcho, run_sample
 from .common import add_machine_options, connected
 
@@ -17,6 +18,7 @@ examples:
   openamp sample --role device                   # remote, for the C rpmsg-sample-ping
   openamp sample --role device --machine virtual --name lab1 &
   openamp sample --machine virtual --name lab1 --style linux
+  openamp sample --src any                       # host at a dynamic address (0x400...)
 exit status: host: 0 when every echo was right and the remote destroyed its endpoint,
 1 otherwise; remote: 0.
 """
@@ -49,7 +51,27 @@ def add_sample_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         default="openamp",
         help="host: the C rpmsg-sample-ping or Linux's rpmsg_client_sample (%(default)s)",
     )
+    p.add_argument(
+        "--src",
+        type=_address,
+        default=None,
+        metavar="ADDR",
+        help="host, openamp style: our endpoint's address (default 0, as the C ping, which "
+        "then never announces its destroy; 'any' for a dynamic one)",
+    )
     p.set_defaults(func=cmd_sample)
+
+
+def _address(text: str) -> int:
+    if text.lower() == "any":
+        return RPMSG_ADDR_ANY
+    try:
+        value = int(text, 0)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an address: {text!r}") from None
+    if not 0 <= value < RPMSG_ADDR_ANY:
+        raise argparse.ArgumentTypeError(f"address out of range: {text!r}")
+    return value
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -70,7 +92,13 @@ def serve_sample(args: argparse.Namespace) -> int:
 def host_sample(args: argparse.Namespace) -> int:
     """The host: send, check, expect the NS destroy; 1 on any error."""
     with connected(args, "sample") as rpmsg:
-        result = run_sample(rpmsg, count=args.count, style=args.style, timeout=args.timeout)
+        src = args.src
+        if src is None:  # the C ping's address; Linux's driver always takes a dynamic one
+            src = 0 if args.style == "openamp" else RPMSG_ADDR_ANY
+        result = run_sample(
+            rpmsg, count=args.count, style=args.style, timeout=args.timeout, src=src
+        )
+    print(f"sample: endpoint {result.local_addr:#x} -> remote {result.remote_addr:#x}")
     for line in result.problems:
         print(f"sample: {line}")
     end = "the remote destroyed its endpoint" if result.remote_destroyed else "no NS destroy"
