@@ -611,3 +611,34 @@ def test_a_batch_asks_the_peer_not_to_kick_and_handles_what_came_in_meanwhile(pa
     assert out.send_many(payloads()) == 3
     assert remote_rx_kicks == [0, 0, 0]  # nobody was kicked for those
     assert got == [b"news 0", b"news 1", b"news 2"]  # processed before send_many returned
+
+
+def _remote_sends(*, together: bool, hold: int | None = None) -> bytes:
+    """Three remote -> host messages, processed by the host in one poll or one by one;
+    the host's callback holds message ``hold`` and releases it at the end."""
+    p = InProcessPair()
+    host, remote = p.pair()
+    held = []
+
+    def on_message(ept, data, src):
+        if hold is not None and bytes(data) == b"m%d" % hold:
+            held.append(ept.hold_rx_buffer())
+
+    host.create_endpoint("", src=0x400, callback=on_message)
+    out = remote.create_endpoint("", src=0x400, dst=0x400)
+    for i in range(3):
+        out.send(b"m%d" % i)
+        if not together:
+            host.poll()
+    host.poll()
+    for buf in held:
+        buf.release()
+    return bytes(p.memory)
+
+
+@pytest.mark.parametrize("hold", [None, 1])
+def test_a_batch_of_received_buffers_goes_back_as_the_c_loop_returns_them(hold):
+    # C frees each used descriptor and re-adds its buffer before it takes the next, so
+    # each buffer goes back into its own descriptor and avail lists them in order.  A
+    # host that takes a whole batch at once must leave the same bytes.
+    assert _remote_sends(together=True, hold=hold) == _remote_sends(together=False, hold=hold)

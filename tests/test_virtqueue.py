@@ -151,6 +151,39 @@ def test_more_used_entries_than_outstanding_buffers_are_refused():
         drv.get_used()
 
 
+def test_a_kept_batch_naming_one_descriptor_twice_is_refused():
+    # take_used(keep=True) does not free as it goes, so it must notice a repeated id
+    mem, layout, drv, dev, _ = make()
+    drv.add_buffer(0, 16, True)
+    drv.add_buffer(16, 16, True)
+    struct.pack_into("<IIII", mem, layout.used_ring, 0, 16, 0, 16)
+    struct.pack_into("<H", mem, layout.used_idx, 2)
+    with pytest.raises(RingError, match="not in use"):
+        drv.take_used(keep=True)
+    assert drv.broken is not None
+
+
+def test_recycle_puts_each_buffer_back_into_its_own_descriptor():
+    mem, layout, drv, dev, _ = make()
+    for i in range(3):
+        drv.add_buffer(16 * i, 16, True)
+    heads = [dev.get_avail()[0] for _ in range(3)]
+    for head in reversed(heads):  # the device returns them in reverse
+        dev.add_used(head, 16)
+    taken = drv.take_used(keep=True)
+    assert [off for off, _len, _slot in taken] == [32, 16, 0]
+    with pytest.raises(UsageError, match="recycle"):
+        drv.take_used(keep=True)
+    drv.recycle([True, False, True], 16, True)  # the middle one is held
+    descs = [struct.unpack_from("<QIHH", mem, 16 * h) for h in range(3)]
+    assert [d[0] - BUF for d in descs] == [0, 16, 32]  # own buffers, nothing swapped
+    # avail: 3 initial entries, then the two returned ones in the order they came back
+    ring = struct.unpack_from("<5H", mem, layout.avail_ring)
+    assert ring == (0, 1, 2, 2, 0) and drv.free_count == NUM - 2
+    assert descs[2][3] == 3 and descs[0][3] == 1  # next = the free head at their time
+    assert drv.add_buffer(16, 16, True) == 1  # the held one's descriptor is free again
+
+
 def test_layout_rejects_bad_geometry():
     with pytest.raises(UsageError, match="power of two"):
         VringLayout(6, 16, base=0, pa=0)

@@ -446,7 +446,10 @@ class RpmsgVirtioDevice(RpmsgDevice):
         # driver, the descriptor head on the device.  The driver's buffers are its own
         # size (the length in the used ring is the peer's word); the device's are what
         # their descriptors say, and the driver's rx size is 0.
-        batch = rvq.take_used() if self._driver else rvq.take_avail()
+        driver = self._driver
+        # The driver keeps the descriptors until the batch is done, then recycles them
+        # in the C receive loop's order (Virtqueue.recycle).
+        batch = rvq.take_used(keep=True) if driver else rvq.take_avail()
         if not batch:
             return 0
         deliver = self._deliver
@@ -462,9 +465,17 @@ class RpmsgVirtioDevice(RpmsgDevice):
                 error = error or exc
                 if self._take_held() is None:
                     back.append(buf)
-        if self._staged:  # answers first: the peer may be waiting for them
-            self._flush_staged()
-        self._give_back(back)
+        try:
+            if self._staged:  # answers first: the peer may be waiting for them
+                self._flush_staged()
+        finally:
+            if not driver:
+                self._give_back(back)
+            elif len(back) == len(batch):
+                rvq.recycle(None, self._rx_size, True)
+            else:  # some were held: they free their descriptors and come back on release
+                ids = {id(buf) for buf in back}
+                rvq.recycle([id(buf) in ids for buf in batch], self._rx_size, True)
         if error is not None:
             raise error
         return len(batch)

@@ -139,6 +139,8 @@ class Virtqueue:
         self._free_head = 0
         self._free_count = layout.num
         self._offset: list[int | None] = [None] * layout.num
+        self._kept: list[int] = []  # heads taken with take_used(keep=True), in order
+        self._is_kept = bytearray(layout.num)
         """Driver: the buffer offset each outstanding descriptor carries (None: free)."""
         self._avail_idx = 0
         self._last_used = 0
@@ -174,6 +176,7 @@ class Virtqueue:
         self._last_used = 0
         self._free_head = 0
         self._free_count = self.num
+        self._drop_kept()
 
     def attach_device(self, last_avail: int = 0) -> None:
         """Device: start taking buffers at avail index ``last_avail``.
@@ -268,12 +271,15 @@ class Virtqueue:
         self._free_count += 1
         return offset, length, slot
 
-    def take_used(self) -> list[Buf]:
+    def take_used(self, *, keep: bool = False) -> list[Buf]:
         """Driver: every buffer the device has returned, as :meth:`get_used` gives them.
 
         One call instead of one per buffer (the fast path of a busy receiver), with the
-        same checks and the same free-list order.
+        same checks and the same free-list order.  With ``keep`` the descriptors stay in
+        use until :meth:`recycle` gives the buffers back (a receive ring's way).
         """
+        if keep:
+            return self._take_used_kept()
         if self.broken is not None:
             raise self.broken
         m16 = self._m16
@@ -314,6 +320,98 @@ class Virtqueue:
         self._free_head = free_head
         self._free_count += count
         return out
+
+    def _take_used_kept(self) -> list[Buf]:
+        if self.broken is not None:
+            raise self.broken
+        if self._kept:
+            raise UsageError(f"{self.name}: recycle() the buffers of the last take first")
+        m16 = self._m16
+        last = self._last_used
+        count = (m16[self._i_used_idx] - last) & 0xFFFF
+        if not count:
+            return []
+        if count > self.num - self._free_count:
+            self._fail(
+                f"used.idx jumped {count} entries past last_used {last} with only "
+                f"{self.num - self._free_count} buffers outstanding"
+            )
+        mem, unpack, ring, mask, num = (
+            self._mem,
+            USED_ELEM.unpack_from,
+            self._used_ring,
+            self._mask,
+            self.num,
+        )
+        offsets, kept, is_kept = self._offset, self._kept, self._is_kept
+        out: list[Buf] = []
+        for _ in range(count):
+            slot = last & mask
+            head, length = unpack(mem, ring + 8 * slot)
+            if head >= num:
+                self._drop_kept()
+                self._fail(f"used.ring[{slot}].id = {head} is outside the table of {num}")
+            offset = offsets[head]
+            if offset is None or is_kept[head]:
+                self._drop_kept()
+                self._fail(f"used.ring[{slot}].id = {head} names a descriptor that is not in use")
+            is_kept[head] = 1
+            kept.append(head)
+            out.append((offset, length, slot))
+            last = (last + 1) & 0xFFFF
+        self._last_used = last
+        return out
+
+    def recycle(self, returned: list[bool] | None, length: int, writable: bool) -> None:
+        """Driver: end a ``take_used(keep=True)``: free its descriptors and re-post the
+        buffers that are done (``returned[i]`` for the i-th, None = all), as
+        ``length``-byte buffers; publish with one ``avail.idx`` write.
+
+        The ring ends up exactly as after the C library's receive loop, which frees each
+        descriptor and re-adds its buffer before it takes the next: a returned buffer goes
+        back into its own descriptor, whose ``next`` is the free-list head, and the
+        avail ring lists them in the order they came.  Buffers not returned (held) free
+        their descriptor, as C's take does.
+        """
+        if self.role is not Role.DRIVER:
+            self._require(Role.DRIVER, "recycle")
+        kept, is_kept = self._kept, self._is_kept
+        if self.broken is not None:
+            self._drop_kept()
+            raise self.broken
+        mem, m16, nxt_of, offsets = self._mem, self._m16, self._next, self._offset
+        pack, desc, base, mask = DESC.pack_into, self._desc, self._buf_base, self._mask
+        ring, i_desc = self._i_avail_ring, self._i_desc
+        flags = VRING_DESC_F_WRITE if writable else 0
+        free_head, idx, freed = self._free_head, self._avail_idx, 0
+        for i, head in enumerate(kept):
+            is_kept[head] = 0
+            if returned is None or returned[i]:
+                offset = offsets[head]
+                assert offset is not None
+                nxt_of[head] = free_head
+                pack(mem, desc + 16 * head, base + offset, length, flags, free_head)
+                m16[ring + (idx & mask)] = head
+                idx = (idx + 1) & 0xFFFF
+            else:
+                offsets[head] = None
+                nxt_of[head] = free_head
+                m16[i_desc + 8 * head + 7] = free_head
+                free_head = head
+                freed += 1
+        posted = len(kept) - freed
+        kept.clear()
+        self._free_head = free_head
+        self._free_count += freed
+        # fence: every entry is stored before the index that publishes them (see metal.io)
+        self._avail_idx = idx
+        m16[self._i_avail_idx] = idx
+        self._queued += posted
+
+    def _drop_kept(self) -> None:
+        for head in self._kept:
+            self._is_kept[head] = 0
+        self._kept.clear()
 
     def post(self, bufs: list[Buf], length: int, writable: bool) -> None:
         """Driver: post several buffers of ``length`` bytes and publish them at once.
