@@ -680,7 +680,7 @@ def test_the_proxy_command_pairs_host_and_remote_processes(
 
 
 def test_the_demo_reports_a_host_that_does_not_confine_the_remote(tmp_path: Path) -> None:
-    # A host like rpc_demod opens whatever it is asked; the demo must notice.
+    # A host like rpc_demod opens whatever it is asked; the demo must say so.
     pair = InProcessPair()
     host = pair.driver()
     server = ProxyServer(host, tmp_path, stdin=io.StringIO(), stdout=io.StringIO())
@@ -689,6 +689,8 @@ def test_the_demo_reports_a_host_that_does_not_confine_the_remote(tmp_path: Path
     (tmp_path / "etc" / "passwd").write_text("root:x:0:0")
     lines: list[str] = []
     result = run_proxy_demo(pair.device(), report=lines.append, escapes=["/etc/passwd"])
-    assert not result.ok
-    assert result.problems == ["the host let the remote open '/etc/passwd'"]
-    assert "proxy demo: FAILED: the host let the remote open '/etc/passwd'" in lines
+    # a warning, not a failure: rpc_demod behaves so, and the exchange itself worked
+    assert result.ok and result.problems == []
+    warning = "the host let the remote open '/etc/passwd' (outside any root)"
+    assert result.warnings == [warning]
+    assert f"proxy demo: WARNING: {warning}" in lines

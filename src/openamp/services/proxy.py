@@ -967,12 +967,15 @@ class ProxyDemoResult:
 
     steps: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    """Things a correct host may do but should not: serving paths outside its root (the
+    C ``rpc_demod`` serves any path)."""
     echoed: str | None = None
     """The console line the host typed (None at end of input)."""
 
     @property
     def ok(self) -> bool:
-        """True when every step did what it should."""
+        """True when every step did what it should (warnings do not count)."""
         return not self.problems
 
 
@@ -990,8 +993,9 @@ def run_proxy_demo(
     Opens ``file_name`` for appending (the flags 0x441 and mode 0600 rpc_demo sends),
     writes a line, closes it, reads it back and checks it; prints a line on the host's
     console, reads one line and prints it back; tries to open each of ``escapes`` and
-    expects the host to refuse; then sends the terminate request.  Every step is passed
-    to ``report``.
+    warns if the host does not refuse (the C ``rpc_demod`` never does: that is a
+    property of the host, not a failure of the exchange); then sends the terminate
+    request.  Every step is passed to ``report``.
     """
     result = ProxyDemoResult()
 
@@ -1030,7 +1034,9 @@ def run_proxy_demo(
                 why = errno_mod.errorcode.get(exc.errno, "no errno") if exc.errno else "no errno"
                 step(f"opening {path!r} was refused ({why})")
             else:
-                problem(f"the host let the remote open {path!r}")
+                line = f"the host let the remote open {path!r} (outside any root)"
+                result.warnings.append(line)
+                report(f"proxy demo: WARNING: {line}")
         client.print(
             "proxy demo: done" + ("" if result.ok else f", {len(result.problems)} problems")
         )
