@@ -280,18 +280,10 @@ class Virtqueue:
         """
         if keep:
             return self._take_used_kept()
-        if self.broken is not None:
-            raise self.broken
-        m16 = self._m16
-        last = self._last_used
-        count = (m16[self._i_used_idx] - last) & 0xFFFF
+        count = self._used_count()
         if not count:
             return []
-        if count > self.num - self._free_count:
-            self._fail(
-                f"used.idx jumped {count} entries past last_used {last} with only "
-                f"{self.num - self._free_count} buffers outstanding"
-            )
+        m16, last = self._m16, self._last_used
         mem, unpack, ring, mask, num = (
             self._mem,
             USED_ELEM.unpack_from,
@@ -321,21 +313,27 @@ class Virtqueue:
         self._free_count += count
         return out
 
-    def _take_used_kept(self) -> list[Buf]:
+    def _used_count(self) -> int:
+        """How many entries the device has added to the used ring since we last looked
+        (checked against what we have outstanding)."""
         if self.broken is not None:
             raise self.broken
-        if self._kept:
-            raise UsageError(f"{self.name}: recycle() the buffers of the last take first")
-        m16 = self._m16
         last = self._last_used
-        count = (m16[self._i_used_idx] - last) & 0xFFFF
-        if not count:
-            return []
+        count = (self._m16[self._i_used_idx] - last) & 0xFFFF
         if count > self.num - self._free_count:
             self._fail(
                 f"used.idx jumped {count} entries past last_used {last} with only "
                 f"{self.num - self._free_count} buffers outstanding"
             )
+        return count
+
+    def _take_used_kept(self) -> list[Buf]:
+        if self._kept:
+            raise UsageError(f"{self.name}: recycle() the buffers of the last take first")
+        count = self._used_count()
+        if not count:
+            return []
+        last = self._last_used
         mem, unpack, ring, mask, num = (
             self._mem,
             USED_ELEM.unpack_from,
