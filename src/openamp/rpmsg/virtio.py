@@ -445,7 +445,7 @@ class RpmsgVirtioDevice(RpmsgDevice):
         # (offset, size, index) of each buffer: the index is the used-ring slot on the
         # driver, the descriptor head on the device.  The driver's buffers are its own
         # size (the length in the used ring is the peer's word); the device's are what
-        # their descriptors say, and the driver's rx size is 0.
+        # their descriptors say (its own _rx_size is 0, so ``own_size or size`` picks).
         driver = self._driver
         # The driver keeps the descriptors until the batch is done, then recycles them
         # in the C receive loop's order (Virtqueue.recycle).
