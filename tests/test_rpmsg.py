@@ -584,7 +584,7 @@ def test_a_sender_blocked_for_buffers_has_asked_for_rx_kicks():
     payloads = [b"%d" % i for i in range(600)]
     assert out.send_many(payloads, timeout=5) == 600
     while remote.poll() or host.poll():
-        pass
+        continue  # until both sides are quiet
     assert got == payloads
     assert waiter.rx_kicks_on and all(waiter.rx_kicks_on)
     # and back with the user, rx kicks are on (for select/asyncio on the doorbell)
