@@ -243,18 +243,9 @@ class Virtqueue:
         """
         if self.role is not Role.DRIVER:
             self._require(Role.DRIVER, "get_used")
-        if self.broken is not None:
-            raise self.broken
-        m16 = self._m16
-        used_idx = m16[self._i_used_idx]
-        last = self._last_used
-        if used_idx == last:
+        if not self._used_count():
             return None
-        if ((used_idx - last) & 0xFFFF) > self.num - self._free_count:
-            self._fail(
-                f"used.idx jumped to {used_idx} with last_used {last} and only "
-                f"{self.num - self._free_count} buffers outstanding"
-            )
+        m16, last = self._m16, self._last_used
         slot = last & self._mask
         head, length = USED_ELEM.unpack_from(self._mem, self._used_ring + 8 * slot)
         if head >= self.num:
