@@ -90,6 +90,13 @@ def _block(
         doorbell.wait_readable(remaining)
 
 
+def _check_spin(check_every: int, drain_interval_s: float) -> None:
+    if check_every < 1:
+        raise UsageError(f"check_every must be at least 1, got {check_every}")
+    if drain_interval_s <= 0:
+        raise UsageError(f"drain_interval_s must be positive, got {drain_interval_s}")
+
+
 class _DrainSchedule:
     """When each doorbell is next due for a drain while spinning.
 
@@ -195,10 +202,7 @@ class SpinWait(WaitStrategy):
     name = "spin"
 
     def __init__(self, *, check_every: int = 64, drain_interval_s: float = 0.01) -> None:
-        if check_every < 1:
-            raise UsageError(f"check_every must be at least 1, got {check_every}")
-        if drain_interval_s <= 0:
-            raise UsageError(f"drain_interval_s must be positive, got {drain_interval_s}")
+        _check_spin(check_every, drain_interval_s)
         self.check_every = check_every
         self.drain_interval_s = drain_interval_s
         self._drains = _DrainSchedule(drain_interval_s)
@@ -232,10 +236,7 @@ class SpinThenBlockWait(WaitStrategy):
     ) -> None:
         if spin_us < 0:
             raise UsageError(f"spin_us must not be negative, got {spin_us}")
-        if check_every < 1:
-            raise UsageError(f"check_every must be at least 1, got {check_every}")
-        if drain_interval_s <= 0:
-            raise UsageError(f"drain_interval_s must be positive, got {drain_interval_s}")
+        _check_spin(check_every, drain_interval_s)
         self.spin_us = spin_us
         self.check_every = check_every
         self.drain_interval_s = drain_interval_s
