@@ -74,6 +74,31 @@ def _is_alive(pid: int) -> bool:
     return state != "Z"
 
 
+@pytest.fixture(scope="session")
+def uml_kernel(request: pytest.FixtureRequest) -> Path:
+    """The UML kernel, built on first use (about 6 minutes); a failed build fails the tests.
+
+    The build's progress lines go to the terminal while it runs, past pytest's output
+    capture, so the first run of the suite does not sit silent for minutes.
+    """
+    from openamp.tools.uml import UmlBuildError, find_or_build_kernel
+
+    capture = request.config.pluginmanager.getplugin("capturemanager")
+    reporter = request.config.pluginmanager.getplugin("terminalreporter")
+
+    def progress(line: str) -> None:
+        if capture is None or reporter is None:
+            print(line, file=sys.stderr, flush=True)
+            return
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(line)
+
+    try:
+        return find_or_build_kernel(progress=progress)
+    except UmlBuildError as exc:
+        pytest.fail(f"the UML kernel could not be built: {exc}", pytrace=False)
+
+
 @pytest.fixture
 def vm_name() -> Iterator[str]:
     """A unique virtual machine name; its files are removed even if the test fails."""

@@ -33,11 +33,11 @@ from openamp.metal.shm import unique_name
 from openamp.platform.vhost_user import VhostUserMachine
 from openamp.rpmsg.core import Endpoint
 from openamp.rpmsg.virtio import RpmsgVirtioDevice
-from test_uml import Boot, boot, echo_until, short_dir, uml_kernel
+from test_uml import Boot, boot, echo_until, short_dir
 from uml_adapters_guest import TTY_LINES
 from uml_guest import payload
 
-__all__ = ["short_dir", "uml_kernel"]  # fixtures, imported from test_uml
+__all__ = ["short_dir"]  # a fixture, imported from test_uml
 
 pytestmark = [pytest.mark.uml, pytest.mark.timeout(1800)]
 

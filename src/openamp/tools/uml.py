@@ -2,10 +2,11 @@
 
 :func:`find_or_build_kernel` gives the path of a UML kernel built with virtio-uml and the
 rpmsg drivers (char, ctrl, name service, tty and the client sample), building it on
-first use with ``tools/uml/build-kernel.sh`` from the source tree.  :class:`UmlGuest`
-boots it with the host's root file system (hostfs, read-write: the guest sees and writes
-the host's files), one vhost-user device per socket (``virtio_uml.device=PATH:ID``), and
-a shell script of yours as PID 1 after ``/proc``, ``/sys`` and ``/dev`` are mounted.
+first use with the build script shipped in the package (``uml_kernel/build-kernel.sh``,
+with its kernel patches).  :class:`UmlGuest` boots it with the host's root file system
+(hostfs, read-write: the guest sees and writes the host's files), one vhost-user device
+per socket (``virtio_uml.device=PATH:ID``), and a shell script of yours as PID 1 after
+``/proc``, ``/sys`` and ``/dev`` are mounted.
 When the script ends the guest saves its kernel log and powers off.
 
 Output: the console (boot messages, kernel log lines) goes to a file, the script's own
@@ -33,7 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,7 +45,9 @@ __all__ = [
     "KERNEL_ENV",
     "UmlBuildError",
     "UmlGuest",
+    "UmlKernelError",
     "UmlResult",
+    "UmlScriptError",
     "default_cache_dir",
     "find_or_build_kernel",
 ]
@@ -53,13 +56,40 @@ KERNEL_ENV = "PYOPENAMP_UML_KERNEL"
 """Environment variable naming a ready kernel binary (skips the build)."""
 CACHE_ENV = "PYOPENAMP_UML_CACHE"
 """Environment variable naming the build cache directory."""
-BUILD_SCRIPT = Path("tools") / "uml" / "build-kernel.sh"
-"""The build script, relative to the source tree."""
+ARGS_ENV = "PYOPENAMP_UML_ARGS"
+"""Environment variable with more kernel command-line words for every boot (e.g.
+``xstate_bounce`` to run the real-kernel tests through the AMX restore path)."""
+BUILD_SCRIPT = Path(__file__).resolve().parent / "uml_kernel" / "build-kernel.sh"
+"""The build script, shipped inside the package with its kernel patches."""
 BUILD_TIMEOUT = 3600.0
 
 
 class UmlBuildError(OpenAMPError):
     """The UML kernel is not there and could not be built; the message says why."""
+
+
+class UmlKernelError(OpenAMPError):
+    """The guest kernel did not run the script to its end: it panicked, crashed, was
+    killed or timed out.
+
+    The message starts with the panic (or the last error line of the kernel), then the
+    last lines of the console; :attr:`result` holds everything the run produced.
+    """
+
+    def __init__(self, result: UmlResult) -> None:
+        super().__init__(result.failure())
+        self.result = result
+
+
+class UmlScriptError(OpenAMPError):
+    """The guest ran the script to its end, but it exited with a non-zero status."""
+
+    def __init__(self, result: UmlResult) -> None:
+        super().__init__(
+            f"the guest script exited with status {result.script_status}\n"
+            f"--- script output ---\n{result.output.rstrip()}"
+        )
+        self.result = result
 
 
 def default_cache_dir() -> Path:
@@ -68,23 +98,23 @@ def default_cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "pyopenamp" / "uml"
 
 
-def _source_tree() -> Path | None:
-    here = Path(__file__).resolve()
-    for parent in here.parents:
-        if (parent / BUILD_SCRIPT).is_file():
-            return parent
-    return None
-
-
-def find_or_build_kernel(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+def find_or_build_kernel(
+    cache_dir: str | os.PathLike[str] | None = None,
+    *,
+    progress: Callable[[str], object] | None = None,
+) -> Path:
     """The path of a UML kernel with rpmsg, building it if needed.
 
-    ``$PYOPENAMP_UML_KERNEL`` wins if set.  Otherwise ``tools/uml/build-kernel.sh`` from
-    the source tree (this works from a source checkout or an editable install) builds
-    into ``cache_dir`` (default :func:`default_cache_dir`) or reuses a finished build.
-    The first build downloads Debian's ``linux-source-6.1`` and the compiler tools with
-    ``apt-get``, which **needs root**, and takes minutes; later calls return at once.
-    Concurrent callers wait for one build (a lock file in the cache directory).
+    ``$PYOPENAMP_UML_KERNEL`` wins if set.  Otherwise the build script shipped in the
+    package (:data:`BUILD_SCRIPT`, with its kernel patches) builds into ``cache_dir``
+    (default :func:`default_cache_dir`) or reuses a finished build.  The first build
+    installs Debian's ``linux-source-6.1`` and the compiler tools with ``apt-get``,
+    which **needs root**, and takes about 6 minutes on 2 cores; later calls return at
+    once.  Concurrent callers wait for one build (a lock file in the cache directory).
+
+    ``progress`` receives one line per build stage (fetching, configuring, "compiling
+    N of about M objects" every 20 s, each with the elapsed seconds); ``None`` writes
+    them to stderr.  Nothing is reported when the kernel is already built.
 
     Raises :class:`UmlBuildError` with the reason (and the end of the build log).
     """
@@ -94,12 +124,12 @@ def find_or_build_kernel(cache_dir: str | os.PathLike[str] | None = None) -> Pat
         if not (kernel.is_file() and os.access(kernel, os.X_OK)):
             raise UmlBuildError(f"${KERNEL_ENV} names {kernel}, which is not an executable file")
         return kernel
-    tree = _source_tree()
-    if tree is None:
+    if not BUILD_SCRIPT.is_file():
         raise UmlBuildError(
-            f"{BUILD_SCRIPT} was not found next to the installed package; build the kernel "
-            f"from a pyopenamp source checkout, or point ${KERNEL_ENV} at a UML kernel"
+            f"the build script {BUILD_SCRIPT} is missing from the installed package; "
+            f"reinstall pyopenamp, or point ${KERNEL_ENV} at a UML kernel"
         )
+    report: Callable[[str], object] = progress if progress is not None else _to_stderr
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     try:
         cache.mkdir(parents=True, exist_ok=True)
@@ -107,29 +137,57 @@ def find_or_build_kernel(cache_dir: str | os.PathLike[str] | None = None) -> Pat
         raise UmlBuildError(f"cannot create the kernel cache directory {cache}: {exc}") from None
     with open(cache / ".build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            proc = subprocess.run(
-                ["bash", str(tree / BUILD_SCRIPT), str(cache)],
-                capture_output=True,
-                text=True,
-                timeout=BUILD_TIMEOUT,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise UmlBuildError(
-                f"the kernel build did not finish within {BUILD_TIMEOUT:.0f} s" + _log_tail(cache)
-            ) from None
-    lines = proc.stdout.strip().splitlines()
-    if proc.returncode != 0 or not lines:
+        returncode, stdout, stderr = _run_build(cache, report)
+    lines = stdout.strip().splitlines()
+    if returncode != 0 or not lines:
         raise UmlBuildError(
-            f"{BUILD_SCRIPT} exited with status {proc.returncode}"
-            + (f": {proc.stderr.strip()}" if proc.stderr.strip() else "")
+            f"{BUILD_SCRIPT.name} exited with status {returncode}"
+            + (f": {stderr.strip()}" if stderr.strip() else "")
             + _log_tail(cache)
         )
     kernel = Path(lines[-1])
     if not kernel.is_file():
-        raise UmlBuildError(f"{BUILD_SCRIPT} reported {kernel}, which does not exist")
+        raise UmlBuildError(f"{BUILD_SCRIPT.name} reported {kernel}, which does not exist")
     return kernel
+
+
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _run_build(cache: Path, report: Callable[[str], object]) -> tuple[int, str, str]:
+    """Run the build script, passing its progress lines (stderr) on as they come."""
+    proc = subprocess.Popen(
+        ["bash", str(BUILD_SCRIPT), str(cache)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    deadline = time.monotonic() + BUILD_TIMEOUT
+    other: list[str] = []
+    try:
+        for line in proc.stderr:  # ends when the script exits (or closes its stderr)
+            line = line.rstrip("\n")
+            if line.startswith("uml kernel build ["):
+                report(line)
+            else:
+                other.append(line)
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(proc.args, BUILD_TIMEOUT)
+        stdout = proc.stdout.read()
+        proc.wait(max(1.0, deadline - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise UmlBuildError(
+            f"the kernel build did not finish within {BUILD_TIMEOUT:.0f} s" + _log_tail(cache)
+        ) from None
+    finally:
+        proc.stdout.close()
+        proc.stderr.close()
+    return proc.returncode, stdout, "\n".join(other)
 
 
 def _log_tail(cache: Path, lines: int = 30) -> str:
@@ -170,6 +228,48 @@ class UmlResult:
     def ok(self) -> bool:
         """The script ended with status 0 and UML powered off by itself."""
         return self.script_status == 0 and not self.timed_out
+
+    @property
+    def completed(self) -> bool:
+        """The kernel ran the script to its end (whatever the script's status)."""
+        return self.script_status is not None and not self.timed_out
+
+    def panic_line(self) -> str | None:
+        """The kernel's panic line (or, failing that, its last fatal-looking line)."""
+        lines = self.console.splitlines()
+        for line in lines:
+            if "Kernel panic" in line:
+                return line.strip()
+        for line in reversed(lines):
+            low = line.lower()
+            if any(word in low for word in ("panic", "failed", "fatal", "segfault", "oops")):
+                return line.strip()
+        return None
+
+    def failure(self, lines: int = 25) -> str:
+        """Why the kernel did not complete: panic line first, then the console's end."""
+        if self.timed_out:
+            head = f"the UML guest did not power off within its time limit ({self.elapsed:.1f} s)"
+        elif self.returncode is not None and self.returncode < 0:
+            head = f"UML was killed by signal {-self.returncode} before the script ended"
+        else:
+            head = f"UML exited with status {self.returncode} before the script ended"
+        panic = self.panic_line()
+        tail = "\n".join(self.console.splitlines()[-lines:])
+        first = f"{panic} ({head})" if panic else head
+        return f"{first}\n--- last {lines} lines of the kernel console ---\n{tail}"
+
+    def check(self) -> UmlResult:
+        """Raise unless the script ran to its end with status 0; return self.
+
+        :class:`UmlKernelError` if the kernel did not complete the script (panic,
+        crash, kill, time-out), :class:`UmlScriptError` if the script failed.
+        """
+        if not self.completed:
+            raise UmlKernelError(self)
+        if self.script_status != 0:
+            raise UmlScriptError(self)
+        return self
 
     def describe(self, lines: int = 40) -> str:
         """A summary for assertion messages: statuses, script output, console tail."""
@@ -283,7 +383,7 @@ class UmlGuest:
             "log_buf_len=1M",
         ]
         args += [f"virtio_uml.device={path}:{dev_id}" for path, dev_id in self.sockets.items()]
-        return args + self.extra_args
+        return args + self.extra_args + shlex.split(os.environ.get(ARGS_ENV, ""))
 
     def _read(self, name: str) -> str:
         try:
@@ -336,11 +436,17 @@ class UmlGuest:
             )
         self._started = time.monotonic()
 
-    def wait(self, timeout: float | None = None) -> UmlResult:
+    def wait(self, timeout: float | None = None, *, check: bool = True) -> UmlResult:
         """Wait for UML to power off (``timeout`` seconds, default: the rest of the
-        guest's ``timeout``), killing it if it does not; return what it produced."""
+        guest's ``timeout``), killing it if it does not; return what it produced.
+
+        With ``check`` (the default) a kernel that did not run the script to its end
+        raises :class:`UmlKernelError` (its message starts with the panic line); the
+        script's own exit status is in the result (:meth:`UmlResult.check` raises on
+        it too).  ``check=False`` returns the result whatever happened.
+        """
         if self._result is not None:
-            return self._result
+            return self._checked(self._result, check)
         proc = self._proc
         if proc is None:
             raise InvalidStateError("the guest was not started")
@@ -363,12 +469,18 @@ class UmlGuest:
             elapsed=elapsed,
             timed_out=timed_out,
         )
-        return self._result
+        return self._checked(self._result, check)
 
-    def run(self) -> UmlResult:
-        """:meth:`start`, then :meth:`wait`."""
+    @staticmethod
+    def _checked(result: UmlResult, check: bool) -> UmlResult:
+        if check and not result.completed:
+            raise UmlKernelError(result)
+        return result
+
+    def run(self, *, check: bool = True) -> UmlResult:
+        """:meth:`start`, then :meth:`wait` (which raises if the kernel failed)."""
         self.start()
-        return self.wait()
+        return self.wait(check=check)
 
     def _kill(self) -> None:
         """Kill UML's whole process group (its helpers too) and reap UML."""
@@ -398,7 +510,7 @@ class UmlGuest:
         self.close()
 
 
-def main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - manual use
+def main(argv: Sequence[str] | None = None) -> int:
     """``python -m openamp.tools.uml``: build (or find) the kernel and print its path."""
     del argv
     try:
@@ -409,5 +521,5 @@ def main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - manual
     return 0
 
 
-if __name__ == "__main__":  # pragma: no cover
+if __name__ == "__main__":
     sys.exit(main())
