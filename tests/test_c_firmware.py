@@ -32,7 +32,7 @@ from openamp.metal import (
     unique_name,
     wait_strategy,
 )
-from openamp.platform.machine import DoorbellWaiter
+from openamp.metal.wait import DoorbellWaiter
 from openamp.remoteproc.rsc_table import (
     RSC_VDEV,
     Carveout,

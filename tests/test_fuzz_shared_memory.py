@@ -33,8 +33,14 @@ from types import FrameType
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, currently_in_test_context, event, given, settings
-from hypothesis import strategies as st
+from hypothesis import (
+    HealthCheck,
+    currently_in_test_context,
+    event,
+    given,
+    settings,
+    strategies as st,
+)
 
 from openamp.errors import (
     MessageError,

@@ -45,8 +45,8 @@ from openamp.linux import (
     RequestRejectedError,
     firmware_search_path,
     list_remoteprocs,
+    remoteproc as rp_mod,
 )
-from openamp.linux import remoteproc as rp_mod
 from openamp.linux.remoteproc import (
     ERRNO_HINTS,
     IOC_GENERIC,

@@ -55,9 +55,9 @@ from openamp.linux import (
     open_channel,
     open_endpoint,
     open_tty,
+    rpmsg as rpmsg_mod,
     unbind_channel,
 )
-from openamp.linux import rpmsg as rpmsg_mod
 from openamp.linux.remoteproc import IO, IOC_GENERIC, IOC_POWERPC, IOR, IOW, ioc_layout
 from openamp.linux.tty import is_raw
 from test_linux_remoteproc import Board, FakeIoctl, _link

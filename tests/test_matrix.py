@@ -9,8 +9,7 @@ import struct
 import sys
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from openamp import MessageError, UsageError
 from openamp.platform import InProcessPair

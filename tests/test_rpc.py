@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from openamp import OpenAMPTimeoutError, PayloadTooLargeError, UsageError
 from openamp.cli.rpc import add_rpc_parser

@@ -16,9 +16,12 @@ from openamp import (
     PayloadTooLargeError,
     SendTimeoutError,
 )
-from openamp.platform import InProcessPair
+from openamp.metal.doorbell import InProcessDoorbell
+from openamp.metal.wait import DoorbellWaiter, wait_strategy
+from openamp.platform import LINUX_GENERIC, InProcessPair
 from openamp.rpmsg import RPMSG_ADDR_ANY, RPMSG_NS_EPT_ADDR, RpmsgVirtioConfig
 from openamp.virtio import Role
+from openamp.virtio.ring import VRING_AVAIL_F_NO_INTERRUPT, VringLayout
 
 SERVICE = "svc"
 
@@ -642,3 +645,41 @@ def test_a_batch_of_received_buffers_goes_back_as_the_c_loop_returns_them(hold):
     # each buffer goes back into its own descriptor and avail lists them in order.  A
     # host that takes a whole batch at once must leave the same bytes.
     assert _remote_sends(together=True, hold=hold) == _remote_sends(together=False, hold=hold)
+
+
+@pytest.mark.parametrize("strategy", ["spin-then-block", "block", "spin", "poll"])
+def test_rx_notifications_are_on_again_after_a_receive_times_out(strategy):
+    # docs/architecture.md: kicks are on whenever control is the caller's, so a caller
+    # who next waits on the doorbell's descriptor is woken by the peer's next message.
+    # Strategies that never block (spin, poll) never call arm(); wait_until re-arms.
+    p = InProcessPair()
+    host, _remote = p.pair()
+    mine, _theirs = InProcessDoorbell.pair()
+    host.waiter = DoorbellWaiter(mine, wait_strategy(strategy))
+    ept = host.create_endpoint("", src=0x500)
+    with pytest.raises(OpenAMPTimeoutError):
+        ept.recv(timeout=0.02)
+    L = LINUX_GENERIC
+    vring0 = VringLayout(L.vring_num, L.vring_align, L.vring0_da, L.vring0_da)
+    assert not p.region.read16(vring0.avail) & VRING_AVAIL_F_NO_INTERRUPT
+
+
+def test_a_message_that_arrives_while_kicks_are_off_is_not_slept_through():
+    # The remote publishes while the host spins with kicks off; the host's wait ends on
+    # it (re-arming sees it) instead of missing it until the next kick.
+    p = InProcessPair()
+    host, remote = p.pair()
+    r = remote.create_endpoint("svc")
+    h = host.create_endpoint("svc")
+    h.wait_bound(1)
+    r.wait_bound(1)
+
+    class PublishOnArm:
+        """Blocks like a doorbell waiter; the peer sends just as we re-arm."""
+
+        def wait(self, ready, timeout, arm=None):
+            r.send(b"late")
+            return bool(arm and arm()) or ready()
+
+    host.waiter = PublishOnArm()
+    assert h.recv(timeout=0.1) == b"late"

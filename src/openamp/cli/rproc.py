@@ -26,6 +26,7 @@ from ..linux.remoteproc import (
     list_remoteprocs,
 )
 from ..linux.rpmsg import format_addr, list_channels
+from ..metal.deadline import Deadline
 from ..platform.process import ProcessMachine
 from ..remoteproc.core import StateEvent
 from ..remoteproc.state import RprocState
@@ -97,9 +98,9 @@ def cmd_rproc_run(args: argparse.Namespace) -> int:
                 f"{len(rproc.traces)} trace buffer(s)"
             )
         rproc.start()
-        deadline = None if args.duration is None else time.monotonic() + args.duration
+        deadline = Deadline(args.duration)
         announced: set[str] = set()
-        while not stop and (deadline is None or time.monotonic() < deadline):
+        while not stop and not deadline.expired():
             dev = rproc.rpmsg
             if dev is not None and rproc.state is RprocState.RUNNING:
                 try:
@@ -506,8 +507,8 @@ def cmd_rproc_trace(args: argparse.Namespace) -> int:
     if not args.follow:
         return 0
     shown = text
-    deadline = None if args.duration is None else time.monotonic() + args.duration
-    while deadline is None or time.monotonic() < deadline:
+    deadline = Deadline(args.duration)
+    while not deadline.expired():
         time.sleep(args.interval)
         text = proc.trace(args.index)
         # the buffer is a ring: print what was appended, or all of it after a wrap

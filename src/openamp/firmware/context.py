@@ -18,8 +18,7 @@ from ..errors import OpenAMPError, UsageError
 from ..metal.doorbell import UnixSocketDoorbell
 from ..metal.io import IoRegion
 from ..metal.shm import SharedMemory
-from ..metal.wait import wait_strategy
-from ..platform.machine import DoorbellWaiter
+from ..metal.wait import DoorbellWaiter, wait_strategy
 from ..remoteproc.rsc_table import RSC_VDEV, ResourceTable, Trace
 from ..remoteproc.virtio import RscVdevTransport
 from ..rpmsg.virtio import RpmsgVirtioDevice

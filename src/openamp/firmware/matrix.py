@@ -7,8 +7,7 @@ are written to the firmware's trace buffer; per-request lines are not, they woul
 
 from __future__ import annotations
 
-from ..services.matrix import MatrixService
-from ..services.matrix import log as service_log
+from ..services.matrix import MatrixService, log as service_log
 from .context import FirmwareContext
 
 

@@ -7,8 +7,7 @@ destroy) and exits; the steps go to the firmware's trace buffer.
 
 from __future__ import annotations
 
-from ..services.sample import SampleEcho
-from ..services.sample import log as service_log
+from ..services.sample import SampleEcho, log as service_log
 from .context import FirmwareContext
 
 

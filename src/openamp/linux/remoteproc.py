@@ -2,7 +2,7 @@
 
 Theory of operation.  The kernel owns the remote core; user space asks it for things by
 writing words into sysfs files (``/sys/class/remoteproc/remoteprocN/state`` and friends,
-see ``spec/linux-kernel.md`` §1) and reads its answers back from the same files, from
+see docs/on-a-board.md) and reads its answers back from the same files, from
 debugfs (trace buffers, the loaded resource table) and from the optional
 ``/dev/remoteprocN`` character device.  This module is a thin, honest layer over those
 files: :class:`RemoteProc` reads and writes exactly the strings the kernel documents, and
@@ -54,6 +54,7 @@ from ..errors import (
     SendTimeoutError,
     UsageError,
 )
+from ..metal.deadline import Deadline
 
 PathLike = str | os.PathLike[str]
 
@@ -1038,12 +1039,12 @@ class RemoteProc:
         if not states:
             raise UsageError("wait_state() needs at least one state")
         wanted = {KernelState(s) for s in states}
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = Deadline(timeout)
         while True:
             state = self.state
             if state in wanted:
                 return state
-            if deadline is not None and time.monotonic() >= deadline:
+            if deadline.expired():
                 names = " or ".join(sorted(str(s) for s in wanted))
                 raise OpenAMPTimeoutError(
                     f"{self.device} did not become {names} within {timeout} s (it is {state})"

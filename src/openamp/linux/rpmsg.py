@@ -1,6 +1,6 @@
 """RPMsg on a real board through the kernel's ``rpmsg_char`` and ``rpmsg_ctrl`` drivers.
 
-Theory of operation (``spec/linux-kernel.md`` §2).  The kernel's virtio_rpmsg_bus talks to
+Theory of operation (docs/on-a-board.md).  The kernel's virtio_rpmsg_bus talks to
 the remote; user space sees three kinds of objects:
 
 * **channels** — rpmsg bus devices under ``/sys/bus/rpmsg/devices``, one per service the
@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EndpointClosedError, OpenAMPTimeoutError, UsageError
+from ..metal.deadline import Deadline
 from ._aio import readable
 from .remoteproc import (
     IO,
@@ -555,13 +556,13 @@ def unbind_channel(
 
 
 def _wait_for(what: Callable[[], Any], timeout: float | None, message: Callable[[], str]) -> Any:
-    deadline = None if timeout is None else time.monotonic() + timeout
+    deadline = Deadline(timeout)
     delay = 0.001
     while True:
         value = what()
         if value:
             return value
-        if deadline is not None and time.monotonic() >= deadline:
+        if deadline.expired():
             raise OpenAMPTimeoutError(message())
         time.sleep(delay)
         delay = min(delay * 2, 0.02)
@@ -836,7 +837,7 @@ class RpmsgEndpoint:
         """
         self._check_open()
         payload = bytes(data)
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = Deadline(timeout)
         delay = 0.0002
         while True:
             n = self._write_now(payload)
@@ -850,7 +851,7 @@ class RpmsgEndpoint:
                     path=self.path,
                     node=self.path,
                 )
-            if deadline is not None and time.monotonic() >= deadline:
+            if deadline.expired():
                 raise KernelSendTimeoutError(
                     f"no transmit buffer became free within {timeout} s for {self.path}: "
                     "the remote does not consume messages (is it still running? "
@@ -910,17 +911,17 @@ class RpmsgEndpoint:
         :class:`EndpointGoneError` if the endpoint vanished.
         """
         self._check_open()
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = Deadline(timeout)
         poller = select.poll()
         poller.register(self._fd, select.POLLIN | select.POLLERR | select.POLLHUP)
         while True:
             msg = self._read_now(max_size)
             if msg is not None:
                 return msg
-            remaining = None if deadline is None else deadline - time.monotonic()
-            if remaining is not None and remaining <= 0:
+            remaining_ms = deadline.remaining_ms()
+            if remaining_ms == 0:
                 raise OpenAMPTimeoutError(f"no message on {self.path} within {timeout} s")
-            poller.poll(None if remaining is None else max(1, int(remaining * 1000 + 0.999)))
+            poller.poll(remaining_ms)
 
     async def arecv(self, *, max_size: int | None = None) -> bytes:
         """:meth:`recv` for asyncio, waiting on the descriptor with ``loop.add_reader``.

@@ -2,7 +2,7 @@
 
 The kernel's ``rpmsg_tty`` driver binds channels named ``rpmsg-tty``: each message from the
 remote is pushed into the tty, each ``write`` goes out as messages of at most the MTU
-(``spec/linux-kernel.md`` §2.5).  A tty is a stream, not a message channel: boundaries
+(docs/on-a-board.md).  A tty is a stream, not a message channel: boundaries
 are lost, and the line discipline would rewrite bytes (``\\r`` -> ``\\n``, echo, ``^C``
 -> SIGINT) unless the terminal is put in raw mode — which :class:`TtyStream` always does,
 so every byte arrives as sent.
@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from ..errors import EndpointClosedError, OpenAMPTimeoutError, UsageError
+from ..metal.deadline import Deadline
 from ._aio import readable
 from .remoteproc import (
     DeviceNotFoundError,
@@ -140,9 +141,9 @@ class TtyStream:
             ) from exc
         return data
 
-    def _wait_readable(self, deadline: float | None) -> bool:
-        remaining = None if deadline is None else deadline - time.monotonic()
-        if remaining is not None and remaining <= 0:
+    def _wait_readable(self, deadline: Deadline) -> bool:
+        remaining = deadline.remaining()
+        if remaining == 0.0:
             return False
         r, _, _ = select.select([self._fd], [], [], remaining)
         return bool(r)
@@ -160,7 +161,7 @@ class TtyStream:
             out = bytes(self._pending[:size])
             del self._pending[:size]
             return out
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = Deadline(timeout)
         while True:
             data = self._read_now(size)
             if data is not None:
@@ -172,7 +173,7 @@ class TtyStream:
         """Exactly ``size`` bytes; ``timeout`` covers the whole call.  Bytes read before a
         timeout stay buffered for the next read."""
         self._check_open()
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = Deadline(timeout)
         while len(self._pending) < size:
             if not self._fill(deadline, timeout):
                 raise EOFError(f"{self.path} closed after {len(self._pending)} of {size} bytes")
@@ -189,7 +190,7 @@ class TtyStream:
         A line longer than ``max_size`` raises :class:`UsageError`.
         """
         self._check_open()
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = Deadline(timeout)
         start = 0
         while True:
             i = self._pending.find(newline, start)
@@ -206,7 +207,7 @@ class TtyStream:
                 self._pending.clear()
                 return out
 
-    def _fill(self, deadline: float | None, timeout: float | None) -> bool:
+    def _fill(self, deadline: Deadline, timeout: float | None) -> bool:
         """Append what can be read to the buffer; False at end of file."""
         while True:
             data = self._read_now(READ_CHUNK)
@@ -241,7 +242,7 @@ class TtyStream:
         """
         self._check_open()
         view = memoryview(bytes(data))
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = Deadline(timeout)
         done = 0
         delay = 0.0002
         while done < len(view):
@@ -256,7 +257,7 @@ class TtyStream:
                     raise kernel_error(
                         exc.errno or 0, "tty:write", f"writing to {self.path}", path=self.path
                     ) from exc
-            if deadline is not None and time.monotonic() >= deadline:
+            if deadline.expired():
                 raise KernelSendTimeoutError(
                     f"{self.path} took only {done} of {len(view)} bytes within {timeout} s "
                     "(the remote does not consume them)",

@@ -45,6 +45,7 @@ from types import TracebackType
 from typing import Protocol, TypeVar
 
 from ..errors import InvalidStateError, OpenAMPTimeoutError, PeerGoneError, UsageError
+from .deadline import Deadline
 
 __all__ = [
     "KICK_BYTE",
@@ -183,14 +184,15 @@ class UnixSocketDoorbell(_ContextManaged):
         once.  Gives up with :class:`~openamp.errors.OpenAMPTimeoutError` naming the path.
         """
         p = os.fspath(path)
-        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        deadline = Deadline(timeout)
         attempt = 0
         while True:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
-                if deadline is not None:
+                left = deadline.remaining()
+                if left is not None:
                     # a full listen backlog makes connect() block
-                    sock.settimeout(max(deadline - time.monotonic(), 0.001))
+                    sock.settimeout(max(left, 0.001))
                 sock.connect(p)
             except (FileNotFoundError, ConnectionRefusedError, BlockingIOError, TimeoutError) as e:
                 sock.close()
@@ -202,9 +204,9 @@ class UnixSocketDoorbell(_ContextManaged):
                 return cls(sock, p)
             attempt += 1
             delay = min(_CONNECT_RETRY_STEP_S * attempt, _CONNECT_RETRY_MAX_S)
-            if deadline is not None:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
+            remaining = deadline.remaining()
+            if remaining is not None:
+                if remaining == 0.0:
                     reason = last_error.strerror or type(last_error).__name__
                     raise OpenAMPTimeoutError(
                         f"could not connect to doorbell socket {p} within {timeout} s "
@@ -360,10 +362,9 @@ class UnixSocketServer(_ContextManaged):
             raise InvalidStateError(
                 f"doorbell server on {self.path} is closed (accept takes one peer)"
             )
-        deadline = None if timeout is None else time.monotonic() + max(0.0, timeout)
+        deadline = Deadline(timeout)
         while True:
-            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not _poll_readable(listener.fileno(), remaining):
+            if not _poll_readable(listener.fileno(), deadline.remaining()):
                 raise OpenAMPTimeoutError(
                     f"no peer connected to doorbell socket {self.path} within {timeout} s"
                 )

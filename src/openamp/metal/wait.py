@@ -36,10 +36,12 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import PeerGoneError, UsageError
+from .deadline import Deadline
 from .doorbell import Doorbell
 
 __all__ = [
     "BlockingWait",
+    "DoorbellWaiter",
     "PollingWait",
     "SpinThenBlockWait",
     "SpinWait",
@@ -53,10 +55,6 @@ Arm = Callable[[], bool]
 returns True if work arrived while they were off (then the wait ends without blocking)."""
 
 
-def _deadline(timeout: float | None) -> float | None:
-    return None if timeout is None else time.monotonic() + max(0.0, timeout)
-
-
 def _drain_then_ready(doorbell: Doorbell, ready: Ready) -> bool:
     """Consume pending kicks, then check ``ready()``.  Never the other way round."""
     try:
@@ -68,9 +66,7 @@ def _drain_then_ready(doorbell: Doorbell, ready: Ready) -> bool:
     return ready()
 
 
-def _block(
-    doorbell: Doorbell, ready: Ready, deadline: float | None, arm: Arm | None = None
-) -> bool:
+def _block(doorbell: Doorbell, ready: Ready, deadline: Deadline, arm: Arm | None = None) -> bool:
     while True:
         if _drain_then_ready(doorbell, ready):
             return True
@@ -81,11 +77,8 @@ def _block(
                 return True
             arm = None
             continue
-        if deadline is None:
-            doorbell.wait_readable(None)
-            continue
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
+        remaining = deadline.remaining()
+        if remaining == 0.0:
             return False
         doorbell.wait_readable(remaining)
 
@@ -180,7 +173,7 @@ class BlockingWait(WaitStrategy):
         self, doorbell: Doorbell, ready: Ready, timeout: float | None, arm: Arm | None = None
     ) -> bool:
         """See :meth:`WaitStrategy.wait` (``timeout`` in seconds, ``None`` forever)."""
-        return _block(doorbell, ready, _deadline(timeout), arm)
+        return _block(doorbell, ready, Deadline(timeout), arm)
 
 
 class SpinWait(WaitStrategy):
@@ -211,7 +204,7 @@ class SpinWait(WaitStrategy):
         self, doorbell: Doorbell, ready: Ready, timeout: float | None, arm: Arm | None = None
     ) -> bool:
         """See :meth:`WaitStrategy.wait` (``timeout`` in seconds, ``None`` forever)."""
-        return _spin(doorbell, ready, _deadline(timeout), self.check_every, self._drains)
+        return _spin(doorbell, ready, Deadline(timeout).at, self.check_every, self._drains)
 
     def __repr__(self) -> str:
         return f"SpinWait(check_every={self.check_every}, drain_interval_s={self.drain_interval_s})"
@@ -246,14 +239,13 @@ class SpinThenBlockWait(WaitStrategy):
         self, doorbell: Doorbell, ready: Ready, timeout: float | None, arm: Arm | None = None
     ) -> bool:
         """See :meth:`WaitStrategy.wait` (``timeout`` in seconds, ``None`` forever)."""
-        start = time.monotonic()
-        deadline = None if timeout is None else start + max(0.0, timeout)
-        spin_end = start + self.spin_us / 1e6
-        if deadline is not None:
-            spin_end = min(spin_end, deadline)
+        deadline = Deadline(timeout)
+        spin_end = time.monotonic() + self.spin_us / 1e6
+        if deadline.at is not None:
+            spin_end = min(spin_end, deadline.at)
         if _spin(doorbell, ready, spin_end, self.check_every, self._drains):
             return True
-        if deadline is not None and time.monotonic() >= deadline:
+        if deadline.expired():
             return False
         return _block(doorbell, ready, deadline, arm)
 
@@ -281,15 +273,15 @@ class PollingWait(WaitStrategy):
         self, doorbell: Doorbell, ready: Ready, timeout: float | None, arm: Arm | None = None
     ) -> bool:
         """See :meth:`WaitStrategy.wait` (``timeout`` in seconds, ``None`` forever)."""
-        deadline = _deadline(timeout)
+        deadline = Deadline(timeout)
         while True:
             if ready():
                 return True
-            if deadline is None:
+            remaining = deadline.remaining()
+            if remaining is None:
                 time.sleep(self.interval_s)
                 continue
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            if remaining == 0.0:
                 return False
             time.sleep(min(self.interval_s, remaining))
 
@@ -318,3 +310,29 @@ def wait_strategy(name: str, **kw: Any) -> WaitStrategy:
         valid = ", ".join(repr(n) for n in _STRATEGIES)
         raise UsageError(f"unknown wait strategy {name!r}; valid names: {valid}") from None
     return factory(**kw)
+
+
+class DoorbellWaiter:
+    """A doorbell and a :class:`WaitStrategy` together: what the rpmsg layer waits with.
+
+    It satisfies :class:`openamp.rpmsg.core.Waiter`: ``wait(ready, timeout, arm)``.
+    ``arm`` is handed to the strategy, which calls it before it blocks; strategies that
+    never block (``spin``, ``poll``) do not call it, and the caller re-arms when the
+    wait ends (see :meth:`openamp.rpmsg.core.RpmsgDevice.wait_until`).
+    """
+
+    __slots__ = ("doorbell", "strategy")
+
+    def __init__(self, doorbell: Doorbell, strategy: WaitStrategy) -> None:
+        self.doorbell = doorbell
+        self.strategy = strategy
+
+    def wait(self, ready: Ready, timeout: float | None, arm: Arm | None = None) -> bool:
+        """True once ``ready()`` holds, False after ``timeout`` seconds (None = forever).
+
+        ``arm`` is called before blocking (see :data:`Arm`).
+        """
+        return self.strategy.wait(self.doorbell, ready, timeout, arm)
+
+    def __repr__(self) -> str:
+        return f"DoorbellWaiter({self.doorbell!r}, {self.strategy!r})"

@@ -1,24 +1,50 @@
 """Concrete machines: the C Linux generic machine, the virtual one, an in-process pair, and
 the vhost-user backend that puts a real Linux kernel (User-mode Linux) on the driver side."""
 
-from .layout import LINUX_GENERIC, MachineLayout
-from .linux_generic import EVENT_PATH, SHM_NAME, LinuxGenericMachine
-from .machine import DoorbellWaiter, SharedMemoryMachine, parse_role
-from .vhost_user import VhostUserDevice, VhostUserMachine
-from .virtual import InProcessPair, VirtualMachine, virtual_paths
+from __future__ import annotations
 
-__all__ = [
-    "EVENT_PATH",
-    "LINUX_GENERIC",
-    "SHM_NAME",
-    "DoorbellWaiter",
-    "InProcessPair",
-    "LinuxGenericMachine",
-    "MachineLayout",
-    "SharedMemoryMachine",
-    "VhostUserDevice",
-    "VhostUserMachine",
-    "VirtualMachine",
-    "parse_role",
-    "virtual_paths",
-]
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
+
+_EXPORTS = {
+    "LINUX_GENERIC": ".layout",
+    "MachineLayout": ".layout",
+    "EVENT_PATH": ".linux_generic",
+    "LinuxGenericMachine": ".linux_generic",
+    "SHM_NAME": ".linux_generic",
+    "SharedMemoryMachine": ".machine",
+    "parse_role": ".machine",
+    "VhostUserDevice": ".vhost_user",
+    "VhostUserMachine": ".vhost_user",
+    "InProcessPair": ".virtual",
+    "VirtualMachine": ".virtual",
+    "virtual_paths": ".virtual",
+}
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from .layout import (
+        LINUX_GENERIC as LINUX_GENERIC,
+        MachineLayout as MachineLayout,
+    )
+    from .linux_generic import (
+        EVENT_PATH as EVENT_PATH,
+        SHM_NAME as SHM_NAME,
+        LinuxGenericMachine as LinuxGenericMachine,
+    )
+    from .machine import (
+        SharedMemoryMachine as SharedMemoryMachine,
+        parse_role as parse_role,
+    )
+    from .vhost_user import (
+        VhostUserDevice as VhostUserDevice,
+        VhostUserMachine as VhostUserMachine,
+    )
+    from .virtual import (
+        InProcessPair as InProcessPair,
+        VirtualMachine as VirtualMachine,
+        virtual_paths as virtual_paths,
+    )

@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable
 from typing import Any, Literal
 
 from ..errors import OpenAMPError, ResourceTableError, UsageError
-from ..metal.doorbell import Doorbell, UnixSocketDoorbell, UnixSocketServer
+from ..metal.doorbell import UnixSocketDoorbell, UnixSocketServer
 from ..metal.io import IoRegion
 from ..metal.shm import SharedMemory
-from ..metal.wait import WaitStrategy, wait_strategy
+from ..metal.wait import DoorbellWaiter, wait_strategy
 from ..remoteproc.rsc_table import RSC_VDEV, ResourceTable
 from ..remoteproc.virtio import RscVdevTransport
 from ..rpmsg.core import NsCallback
@@ -53,29 +52,6 @@ def parse_role(role: Role | str) -> Role:
         return names[role.lower()]
     except KeyError:
         raise UsageError(f"role must be one of driver, device (got {role!r})") from None
-
-
-class DoorbellWaiter:
-    """Waits on a doorbell with a :class:`WaitStrategy` (the rpmsg layer's ``Waiter``)."""
-
-    arms = True
-    """It honours ``arm``: the device may silence the peer's kicks while it polls."""
-
-    def __init__(self, doorbell: Doorbell, strategy: WaitStrategy) -> None:
-        self.doorbell = doorbell
-        self.strategy = strategy
-
-    def wait(
-        self,
-        ready: Callable[[], bool],
-        timeout: float | None,
-        arm: Callable[[], bool] | None = None,
-    ) -> bool:
-        """True once ``ready()`` holds, False after ``timeout`` seconds (None = forever).
-
-        ``arm`` is called before blocking (see :data:`openamp.metal.wait.Arm`).
-        """
-        return self.strategy.wait(self.doorbell, ready, timeout, arm)
 
 
 def find_vdev(table_io: IoRegion, index: int = 0) -> int:

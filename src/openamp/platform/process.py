@@ -38,13 +38,13 @@ from ..errors import FirmwareImageError, OpenAMPError, RegionBoundsError, UsageE
 from ..metal.doorbell import UnixSocketDoorbell, UnixSocketServer
 from ..metal.io import IoRegion
 from ..metal.shm import SHM_DIR, SharedMemory, unique_name
-from ..metal.wait import wait_strategy
+from ..metal.wait import DoorbellWaiter, wait_strategy
 from ..remoteproc.core import Firmware, Mapping, RemoteProc, RemoteprocOps
 from ..remoteproc.firmware import ElfFirmware
 from ..remoteproc.rsc_table import FW_RSC_ADDR_ANY, ResourceTable
 from ..virtio.virtqueue import Role
 from .linux_generic import EVENT_PATH, SHM_NAME, LinuxGenericMachine
-from .machine import DoorbellWaiter, SharedMemoryMachine
+from .machine import SharedMemoryMachine
 from .virtual import virtual_paths
 
 log = logging.getLogger("openamp.platform.process")

@@ -83,8 +83,9 @@ from ..errors import (
     TransportStoppedError,
     UsageError,
 )
+from ..metal.deadline import Deadline
 from ..metal.io import AddressSpace, IoRegion
-from ..metal.wait import BlockingWait, wait_strategy
+from ..metal.wait import BlockingWait, DoorbellWaiter, wait_strategy
 from ..rpmsg.core import NsCallback
 from ..rpmsg.virtio import RpmsgVirtioDevice, TraceHook
 from ..rpmsg.wire import VIRTIO_RPMSG_F_NS
@@ -99,7 +100,6 @@ from ..virtio.ring import (
 )
 from ..virtio.transport import VringInfo
 from ..virtio.virtqueue import Role
-from .machine import DoorbellWaiter
 
 __all__ = [
     "CONFIG_NOTIFYID",
@@ -1323,10 +1323,7 @@ class VhostUserMachine:
         """
         if self._rpmsg is not None:
             return self._rpmsg
-        deadline = None if timeout is None else time.monotonic() + timeout
-
-        def remaining() -> float | None:
-            return None if deadline is None else max(0.0, deadline - time.monotonic())
+        remaining = Deadline(timeout).remaining
 
         try:
             dev = self.device

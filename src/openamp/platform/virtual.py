@@ -63,7 +63,23 @@ class _PumpWaiter:
         self._pair = pair
         self._me = me
 
-    def wait(self, ready: Callable[[], bool], timeout: float | None) -> bool:
+    def wait(
+        self,
+        ready: Callable[[], bool],
+        timeout: float | None,
+        arm: Callable[[], bool] | None = None,
+    ) -> bool:
+        """Let the peer poll until ``ready()`` or it has nothing more to do.
+
+        Handing control to the peer is this waiter's way of blocking, so ``arm`` is
+        called first, as a blocking waiter would: the peer then notifies us exactly as
+        it would a process asleep on its doorbell.  ``timeout`` is moot: the peer runs
+        until it has nothing more to do.
+        """
+        if ready():
+            return True
+        if arm is not None and arm():
+            return ready()
         for _ in range(10_000):
             if ready():
                 return True

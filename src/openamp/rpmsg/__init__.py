@@ -1,44 +1,67 @@
 """RPMsg: endpoints, addresses and the name service, over virtio (both roles)."""
 
-from .buffers import RxBuffer, TxBuffer
-from .core import SEND_TIMEOUT, Endpoint, RpmsgDevice, Waiter
-from .virtio import MessageEvent, RpmsgVirtioConfig, RpmsgVirtioDevice, ShmPool
-from .wire import (
-    RPMSG_ADDR_ANY,
-    RPMSG_BUFFER_SIZE,
-    RPMSG_HDR,
-    RPMSG_NS_EPT_ADDR,
-    RPMSG_NS_MSG,
-    SHUTDOWN_MSG,
-    VIRTIO_RPMSG_F_BUFSZ,
-    VIRTIO_RPMSG_F_NS,
-    NsMessage,
-    RpmsgConfigSpace,
-    decode_ns,
-    encode_ns,
-)
+from __future__ import annotations
 
-__all__ = [
-    "RPMSG_ADDR_ANY",
-    "RPMSG_BUFFER_SIZE",
-    "RPMSG_HDR",
-    "RPMSG_NS_EPT_ADDR",
-    "RPMSG_NS_MSG",
-    "SEND_TIMEOUT",
-    "SHUTDOWN_MSG",
-    "VIRTIO_RPMSG_F_BUFSZ",
-    "VIRTIO_RPMSG_F_NS",
-    "Endpoint",
-    "MessageEvent",
-    "NsMessage",
-    "RpmsgConfigSpace",
-    "RpmsgDevice",
-    "RpmsgVirtioConfig",
-    "RpmsgVirtioDevice",
-    "RxBuffer",
-    "ShmPool",
-    "TxBuffer",
-    "Waiter",
-    "decode_ns",
-    "encode_ns",
-]
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
+
+_EXPORTS = {
+    "RxBuffer": ".buffers",
+    "TxBuffer": ".buffers",
+    "Endpoint": ".core",
+    "RpmsgDevice": ".core",
+    "SEND_TIMEOUT": ".core",
+    "Waiter": ".core",
+    "MessageEvent": ".virtio",
+    "RpmsgVirtioConfig": ".virtio",
+    "RpmsgVirtioDevice": ".virtio",
+    "ShmPool": ".virtio",
+    "NsMessage": ".wire",
+    "RPMSG_ADDR_ANY": ".wire",
+    "RPMSG_BUFFER_SIZE": ".wire",
+    "RPMSG_HDR": ".wire",
+    "RPMSG_NS_EPT_ADDR": ".wire",
+    "RPMSG_NS_MSG": ".wire",
+    "RpmsgConfigSpace": ".wire",
+    "SHUTDOWN_MSG": ".wire",
+    "VIRTIO_RPMSG_F_BUFSZ": ".wire",
+    "VIRTIO_RPMSG_F_NS": ".wire",
+    "decode_ns": ".wire",
+    "encode_ns": ".wire",
+}
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from .buffers import (
+        RxBuffer as RxBuffer,
+        TxBuffer as TxBuffer,
+    )
+    from .core import (
+        SEND_TIMEOUT as SEND_TIMEOUT,
+        Endpoint as Endpoint,
+        RpmsgDevice as RpmsgDevice,
+        Waiter as Waiter,
+    )
+    from .virtio import (
+        MessageEvent as MessageEvent,
+        RpmsgVirtioConfig as RpmsgVirtioConfig,
+        RpmsgVirtioDevice as RpmsgVirtioDevice,
+        ShmPool as ShmPool,
+    )
+    from .wire import (
+        RPMSG_ADDR_ANY as RPMSG_ADDR_ANY,
+        RPMSG_BUFFER_SIZE as RPMSG_BUFFER_SIZE,
+        RPMSG_HDR as RPMSG_HDR,
+        RPMSG_NS_EPT_ADDR as RPMSG_NS_EPT_ADDR,
+        RPMSG_NS_MSG as RPMSG_NS_MSG,
+        SHUTDOWN_MSG as SHUTDOWN_MSG,
+        VIRTIO_RPMSG_F_BUFSZ as VIRTIO_RPMSG_F_BUFSZ,
+        VIRTIO_RPMSG_F_NS as VIRTIO_RPMSG_F_NS,
+        NsMessage as NsMessage,
+        RpmsgConfigSpace as RpmsgConfigSpace,
+        decode_ns as decode_ns,
+        encode_ns as encode_ns,
+    )

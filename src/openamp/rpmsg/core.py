@@ -30,7 +30,6 @@ from one thread at a time.
 from __future__ import annotations
 
 import logging
-import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Protocol
@@ -47,6 +46,7 @@ from ..errors import (
     PeerGoneError,
     UsageError,
 )
+from ..metal.deadline import Deadline
 from .wire import (
     RPMSG_ADDR_ANY,
     RPMSG_ADDR_BMP_SIZE,
@@ -73,34 +73,26 @@ NsCallback = Callable[["RpmsgDevice", str, int], None]
 
 
 class Waiter(Protocol):
-    """How a blocked call waits for shared memory to change (handed in by the platform)."""
+    """How a blocked call waits for shared memory to change (handed in by the platform).
 
-    def wait(self, ready: Callable[[], bool], timeout: float | None) -> bool:
+    :class:`openamp.metal.wait.DoorbellWaiter` is the usual one.
+    """
+
+    def wait(
+        self,
+        ready: Callable[[], bool],
+        timeout: float | None,
+        arm: Callable[[], bool] | None = None,
+    ) -> bool:
         """Return True once ``ready()`` is true, False after ``timeout`` seconds.
 
-        ``None`` waits forever; ``0`` checks once.
+        ``None`` waits forever; ``0`` checks once.  ``arm``, if given, is called once
+        before the waiter blocks: it turns the peer's notifications back on (they are
+        off while the device polls) and returns True if work arrived meanwhile, which
+        ends the wait.  A waiter that never blocks may ignore it; the device re-arms
+        when the wait returns either way.
         """
         ...
-
-
-class Deadline:
-    """A point in time derived from a ``timeout`` (None = never)."""
-
-    __slots__ = ("_at",)
-
-    def __init__(self, timeout: float | None) -> None:
-        self._at = None if timeout is None else time.monotonic() + max(0.0, timeout)
-
-    def remaining(self) -> float | None:
-        """Seconds left (never negative), or None for no deadline."""
-        if self._at is None:
-            return None
-        return max(0.0, self._at - time.monotonic())
-
-    def expired(self) -> bool:
-        """Whether the deadline has passed."""
-        r = self.remaining()
-        return r is not None and r <= 0.0
 
 
 class Endpoint:
@@ -410,22 +402,28 @@ class RpmsgDevice:
             return False
         deadline = Deadline(timeout)
         pending = self.has_rx_pending
-        arms = getattr(waiter, "arms", False)
-        while not self.closed:  # a closed device never changes again
-            remaining = deadline.remaining()
-            if remaining == 0.0:
-                return False
-            if arms:
-                # While we poll the ring the peer need not kick us; the waiter re-arms
-                # the notification (and re-checks) before it blocks.
+        met = False
+        try:
+            while not self.closed:  # a closed device never changes again
+                remaining = deadline.remaining()
+                if remaining == 0.0:
+                    break
+                # While we poll the ring the peer need not kick us; a waiter that blocks
+                # re-arms the notification (and re-checks) first.
                 self._quiet()
-                waiter.wait(pending, remaining, arm=self._arm)  # type: ignore[call-arg]
-            else:
-                waiter.wait(pending, remaining)
+                waiter.wait(pending, remaining, self._arm)
+                self.poll()
+                if condition():
+                    met = True
+                    break
+        finally:
+            # Notifications are on whenever control is the caller's, whatever the
+            # waiter did: someone may wait on the doorbell's descriptor next.
+            slipped_in = self._rearm()
+        if slipped_in and not met:
             self.poll()
-            if condition():
-                return True
-        return False
+            met = condition()
+        return met
 
     def _quiet(self) -> None:
         """Tell the peer not to notify us about new messages (we are polling)."""
@@ -433,6 +431,11 @@ class RpmsgDevice:
     def _arm(self) -> bool:
         """Ask the peer to notify us again; True if messages are already pending."""
         return self.has_rx_pending()
+
+    def _rearm(self) -> bool:
+        """After a wait: notifications on again (unless closed or broken); True if
+        messages came in while they were off."""
+        return not self.closed and self._arm()
 
     # -- endpoints ------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ buffers: it posts every receive buffer (zeroed) before it sets DRIVER_OK, and ta
 transmit buffers lazily from the pool after them.  The device uses whatever buffers the
 driver posted and learns their sizes from the descriptors.
 
-Byte compatibility with the C library (see ``shared/conformance``):
+Byte compatibility with the C library (see ``tests/conformance/``):
 
 * a message is a 16-byte header (``reserved = 0``, ``flags = 0``) and its payload in one
   buffer; descriptor and used lengths are always the whole buffer size;
@@ -46,6 +46,7 @@ from ..errors import (
     TransportStoppedError,
     UsageError,
 )
+from ..metal.deadline import Deadline
 from ..metal.io import IoRegion
 from ..virtio.ring import (
     U32,
@@ -57,7 +58,7 @@ from ..virtio.ring import (
 from ..virtio.transport import VirtioTransport
 from ..virtio.virtqueue import Buf, Role, Virtqueue
 from .buffers import RxBuffer, TxBuffer
-from .core import Deadline, Endpoint, NsCallback, RpmsgDevice, Waiter
+from .core import Endpoint, NsCallback, RpmsgDevice, Waiter
 from .wire import (
     RPMSG_ADDR_ANY,
     RPMSG_BUFFER_SIZE,
@@ -385,6 +386,13 @@ class RpmsgVirtioDevice(RpmsgDevice):
     def _arm(self) -> bool:
         return self._rvq.enable_cb()
 
+    def _rearm(self) -> bool:
+        # not on a closed device (its ring views are released) or a broken queue
+        # (the error is raised by the next call; the flags are the peer's problem now)
+        if self.closed or self._rvq.broken is not None:
+            return False
+        return self._rvq.enable_cb()
+
     def close(self) -> None:
         """Destroy the endpoints (announcing it), then drop our views of the rings.
 
@@ -643,7 +651,7 @@ class RpmsgVirtioDevice(RpmsgDevice):
         rvq = self._rvq
         # While we spin we look at the rx ring ourselves (_tx_ready), so the peer need
         # not kick us for each message; the waiter re-arms that before it blocks.
-        arms = getattr(waiter, "arms", False)
+        quiet = not self._dispatching
         try:
             while True:
                 buf = self._get_tx_buffer()
@@ -658,16 +666,13 @@ class RpmsgVirtioDevice(RpmsgDevice):
                         f"no transmit buffer became free within {timeout} s "
                         "(is the peer processing its receive queue?)"
                     )
-                if arms:
-                    rvq.disable_cb()
-                    waiter.wait(self._tx_ready, remaining, arm=self._arm_tx)  # type: ignore[call-arg]
-                else:
-                    waiter.wait(self._tx_ready, remaining)
+                rvq.disable_cb()
+                waiter.wait(self._tx_ready, remaining, self._arm_tx)
         finally:
             tvq.disable_cb()
-            if arms and not self._dispatching and rvq.broken is None:
+            if quiet and rvq.broken is None:
                 rvq.enable_cb()
-        if arms and not self._dispatching and rvq.has_pending():
+        if quiet and rvq.has_pending():
             self.poll()  # what came in unannounced while rx kicks were off
         return buf
 

@@ -8,48 +8,84 @@
 * :mod:`.base` — the :class:`Service` base class the remote sides share
 """
 
-from .base import Service
-from .echo import ECHO_SERVICE, EchoService, EchoStats, PingResult, ping_payload, run_ping
-from .matrix import Matrix, MatrixResult, MatrixService, multiply, run_matrix
-from .proxy import ProxyClient, ProxyError, ProxyServer, ProxyStats
-from .rpc import (
-    RPC_SERVICE,
-    RpcClient,
-    RpcError,
-    RpcFileClient,
-    RpcFileServer,
-    RpcServer,
-    run_file_demo,
-)
-from .sample import GOODBYE, HELLO, SampleEcho, SampleResult, run_sample
+from __future__ import annotations
 
-__all__ = [
-    "ECHO_SERVICE",
-    "GOODBYE",
-    "HELLO",
-    "RPC_SERVICE",
-    "EchoService",
-    "EchoStats",
-    "Matrix",
-    "MatrixResult",
-    "MatrixService",
-    "PingResult",
-    "ProxyClient",
-    "ProxyError",
-    "ProxyServer",
-    "ProxyStats",
-    "RpcClient",
-    "RpcError",
-    "RpcFileClient",
-    "RpcFileServer",
-    "RpcServer",
-    "SampleEcho",
-    "SampleResult",
-    "Service",
-    "multiply",
-    "ping_payload",
-    "run_file_demo",
-    "run_matrix",
-    "run_ping",
-    "run_sample",
-]
+from typing import TYPE_CHECKING
+
+from .._lazy import lazy_exports
+
+_EXPORTS = {
+    "Service": ".base",
+    "ECHO_SERVICE": ".echo",
+    "EchoService": ".echo",
+    "EchoStats": ".echo",
+    "PingResult": ".echo",
+    "ping_payload": ".echo",
+    "run_ping": ".echo",
+    "Matrix": ".matrix",
+    "MatrixResult": ".matrix",
+    "MatrixService": ".matrix",
+    "multiply": ".matrix",
+    "run_matrix": ".matrix",
+    "ProxyClient": ".proxy",
+    "ProxyError": ".proxy",
+    "ProxyServer": ".proxy",
+    "ProxyStats": ".proxy",
+    "RPC_SERVICE": ".rpc",
+    "RpcClient": ".rpc",
+    "RpcError": ".rpc",
+    "RpcFileClient": ".rpc",
+    "RpcFileServer": ".rpc",
+    "RpcServer": ".rpc",
+    "run_file_demo": ".rpc",
+    "GOODBYE": ".sample",
+    "HELLO": ".sample",
+    "SampleEcho": ".sample",
+    "SampleResult": ".sample",
+    "run_sample": ".sample",
+}
+
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)
+
+if TYPE_CHECKING:
+    from .base import (
+        Service as Service,
+    )
+    from .echo import (
+        ECHO_SERVICE as ECHO_SERVICE,
+        EchoService as EchoService,
+        EchoStats as EchoStats,
+        PingResult as PingResult,
+        ping_payload as ping_payload,
+        run_ping as run_ping,
+    )
+    from .matrix import (
+        Matrix as Matrix,
+        MatrixResult as MatrixResult,
+        MatrixService as MatrixService,
+        multiply as multiply,
+        run_matrix as run_matrix,
+    )
+    from .proxy import (
+        ProxyClient as ProxyClient,
+        ProxyError as ProxyError,
+        ProxyServer as ProxyServer,
+        ProxyStats as ProxyStats,
+    )
+    from .rpc import (
+        RPC_SERVICE as RPC_SERVICE,
+        RpcClient as RpcClient,
+        RpcError as RpcError,
+        RpcFileClient as RpcFileClient,
+        RpcFileServer as RpcFileServer,
+        RpcServer as RpcServer,
+        run_file_demo as run_file_demo,
+    )
+    from .sample import (
+        GOODBYE as GOODBYE,
+        HELLO as HELLO,
+        SampleEcho as SampleEcho,
+        SampleResult as SampleResult,
+        run_sample as run_sample,
+    )

@@ -8,11 +8,42 @@ or disconnects, or until a time limit — the stop conditions of the C demos.
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from typing import ClassVar
 
 from ..errors import PeerGoneError
+from ..metal.deadline import Deadline
 from ..rpmsg.core import Endpoint, RpmsgDevice
+
+CLOSED_REASON = "the rpmsg device was closed"
+
+
+def serve_until(
+    rpmsg: RpmsgDevice,
+    stop_reason: Callable[[], str],
+    timeout: float | None,
+    *,
+    gone: str = "the peer disconnected",
+) -> str:
+    """Process messages until ``stop_reason()`` gives a reason; return why serving ended.
+
+    The one serving loop of every service: it ends when ``stop_reason()`` returns a
+    non-empty string (a handler asked to stop, the peer destroyed its endpoint), when
+    the device is closed under it (:data:`CLOSED_REASON`), when the peer goes away
+    (``gone``) or when ``timeout`` seconds have passed (None = no limit).  It blocks in
+    the device's waiter in between, so an idle service uses no CPU.
+    """
+    deadline = Deadline(timeout)
+    try:
+        while not (reason := stop_reason()):
+            if rpmsg.closed:
+                return CLOSED_REASON
+            if deadline.expired():
+                return f"time limit of {timeout} s"
+            rpmsg.wait_until(lambda: bool(stop_reason()), deadline.remaining())
+    except PeerGoneError:
+        return stop_reason() or gone
+    return reason
 
 
 class Service:
@@ -54,15 +85,6 @@ class Service:
 
         The endpoint is destroyed at the end (announcing it while the peer listens).
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            while not self.stop_reason:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    self.stop(f"time limit of {timeout} s")
-                    break
-                self.rpmsg.wait_until(lambda: self.stopped, remaining)
-        except PeerGoneError:
-            self.stop(self.GONE_REASON)
+        self.stop(serve_until(self.rpmsg, lambda: self.stop_reason, timeout, gone=self.GONE_REASON))
         self.endpoint.destroy()
         return self.stop_reason

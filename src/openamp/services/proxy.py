@@ -41,7 +41,6 @@ import logging
 import os
 import struct
 import sys
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +56,7 @@ from ..errors import (
 )
 from ..rpmsg.core import Endpoint, RpmsgDevice
 from ._confine import Refused, open_beneath, resolve_beneath
+from .base import serve_until
 
 log = logging.getLogger("openamp.services.proxy")
 
@@ -338,8 +338,8 @@ class ProxyServer:
         return bool(self._stop)
 
     def stop(self, reason: str = "stopped") -> None:
-        """Ask :meth:`run` to return."""
-        self._stop = reason
+        """Ask :meth:`run` to return; the first reason given is kept."""
+        self._stop = self._stop or reason
 
     def run(self, timeout: float | None = None) -> ProxyStats:
         """Serve until the remote terminates or leaves, or ``timeout`` seconds pass.
@@ -347,18 +347,10 @@ class ProxyServer:
         ``timeout``: None serves without a time limit.  At the end the remote's files
         are closed and the endpoint destroyed; ``stats.stop_reason`` says why it ended.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            while not self._stop:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    self._stop = f"time limit of {timeout} s"
-                    break
-                self.rpmsg.wait_until(lambda: bool(self._stop), remaining)
-                if self.rpmsg.closed and not self._stop:
-                    self._stop = "the rpmsg device was closed"
-        except PeerGoneError:
-            self._stop = "the remote disconnected"
+            self.stop(
+                serve_until(self.rpmsg, lambda: self._stop, timeout, gone="the remote disconnected")
+            )
         finally:
             self.stats.stop_reason = self._stop
             self.close()

@@ -62,8 +62,10 @@ from ..errors import (
     PeerProtocolError,
     UsageError,
 )
-from ..rpmsg.core import Deadline, Endpoint, RpmsgDevice
+from ..metal.deadline import Deadline
+from ..rpmsg.core import Endpoint, RpmsgDevice
 from ._confine import Refused, open_beneath, resolve_beneath
+from .base import serve_until
 
 log = logging.getLogger("openamp.services.rpc")
 
@@ -290,17 +292,9 @@ class RpcServer:
     def run(self, timeout: float | None = None) -> RpcServerStats:
         """Serve until :meth:`stop`, the client's NS destroy, a disconnect, or ``timeout``
         seconds (None = no limit); then destroy the endpoint and return the statistics."""
-        deadline = Deadline(timeout)
-        try:
-            while not self._stop:
-                if deadline.expired():
-                    self._stop = f"time limit of {timeout} s"
-                    break
-                self.rpmsg.wait_until(lambda: bool(self._stop), deadline.remaining())
-                if self.rpmsg.closed:
-                    self.stop("the rpmsg device was closed")
-        except PeerGoneError:
-            self.stop("the client disconnected")
+        self.stop(
+            serve_until(self.rpmsg, lambda: self._stop, timeout, gone="the client disconnected")
+        )
         self.stats.stop_reason = self._stop
         self.close()
         return self.stats
