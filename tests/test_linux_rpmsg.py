@@ -32,7 +32,7 @@ from typing import Any
 
 import pytest
 
-from openamp.cli.rpmsg import add_rpmsg_parser, parse_addr_arg
+from openamp.cli.rpmsg import add_parser as add_rpmsg_parser, parse_addr_arg
 from openamp.errors import EndpointClosedError, OpenAMPTimeoutError, UsageError
 from openamp.linux import (
     RPMSG_ADDR_ANY,

@@ -392,7 +392,7 @@ def test_the_matrix_firmware_traces_a_malformed_request_and_the_shutdown(machine
 
 CLI = """\
 import argparse, sys
-from openamp.cli.matrix import add_matrix_parser
+from openamp.cli.matrix import add_parser as add_matrix_parser
 parser = argparse.ArgumentParser(prog="openamp")
 add_matrix_parser(parser.add_subparsers(dest="command"))
 args = parser.parse_args(sys.argv[1:])
@@ -433,7 +433,7 @@ def test_the_command_exits_1_when_the_answers_are_wrong(children, vm_name) -> No
 def test_the_help_explains_both_roles_with_examples() -> None:
     import argparse
 
-    from openamp.cli.matrix import add_matrix_parser
+    from openamp.cli.matrix import add_parser as add_matrix_parser
 
     parser = argparse.ArgumentParser(prog="openamp")
     sub = parser.add_subparsers()

@@ -643,7 +643,7 @@ def test_our_host_serves_the_python_proxy_firmware_in_another_process(tmp_path: 
 
 CLI = (
     "import argparse, sys\n"
-    "from openamp.cli.proxy import add_proxy_parser\n"
+    "from openamp.cli.proxy import add_parser as add_proxy_parser\n"
     "p = argparse.ArgumentParser(prog='openamp')\n"
     "add_proxy_parser(p.add_subparsers())\n"
     "args = p.parse_args(sys.argv[1:])\n"

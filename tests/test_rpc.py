@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from openamp import OpenAMPTimeoutError, PayloadTooLargeError, UsageError
-from openamp.cli.rpc import add_rpc_parser
+from openamp.cli.rpc import add_parser as add_rpc_parser
 from openamp.platform import InProcessPair, VirtualMachine
 from openamp.platform.process import ProcessMachine
 from openamp.remoteproc.state import RprocState
@@ -582,7 +582,7 @@ def test_a_client_process_against_our_server_on_the_virtual_machine(children, vm
 
 CLI = """
 import argparse, sys
-from openamp.cli.rpc import add_rpc_parser
+from openamp.cli.rpc import add_parser as add_rpc_parser
 parser = argparse.ArgumentParser(prog="openamp")
 add_rpc_parser(parser.add_subparsers())
 args = parser.parse_args(sys.argv[1:])

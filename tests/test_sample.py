@@ -227,7 +227,7 @@ def test_the_sample_firmware_echoes_100_then_destroys_its_endpoint_and_exits(mac
 
 CLI = """\
 import argparse, sys
-from openamp.cli.sample import add_sample_parser
+from openamp.cli.sample import add_parser as add_sample_parser
 parser = argparse.ArgumentParser(prog="openamp")
 add_sample_parser(parser.add_subparsers(dest="command"))
 args = parser.parse_args(sys.argv[1:])
@@ -267,7 +267,7 @@ def test_the_command_exits_1_when_the_counts_do_not_match(children, vm_name) -> 
 def test_the_help_explains_both_roles_with_examples() -> None:
     import argparse
 
-    from openamp.cli.sample import add_sample_parser
+    from openamp.cli.sample import add_parser as add_sample_parser
 
     parser = argparse.ArgumentParser(prog="openamp")
     sub = parser.add_subparsers()

@@ -28,7 +28,9 @@ from openamp.errors import (
 )
 from openamp.metal.io import IoRegion
 from openamp.metal.shm import unique_name
-from openamp.platform.vhost_user import (
+from openamp.platform.vhost_user import VhostUserMachine
+from openamp.vhost.device import VhostUserDevice
+from openamp.vhost.wire import (
     CONFIG_HEADER,
     FLAG_NEED_REPLY,
     FLAG_REPLY,
@@ -43,9 +45,7 @@ from openamp.platform.vhost_user import (
     VRING_STATE,
     ProtocolFeature,
     Request,
-    VhostUserDevice,
     VhostUserError,
-    VhostUserMachine,
     VringStoppedError,
 )
 from openamp.rpmsg.virtio import RpmsgVirtioDevice, ShmPool

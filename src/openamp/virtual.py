@@ -17,7 +17,12 @@ Example::
         assert ept.recv(timeout=1.0) == b"hello"
 """
 
-from .platform.process import ProcessMachine as Machine
-from .platform.virtual import InProcessPair, VirtualMachine
+from .platform.inprocess import InProcessPair
+from .platform.process import ProcessMachine
+from .platform.virtual import VirtualMachine
+
+Machine = ProcessMachine
+"""The simulated machine of the design: boots firmware as processes on this PC
+(:class:`~openamp.platform.process.ProcessMachine`)."""
 
 __all__ = ["InProcessPair", "Machine", "VirtualMachine"]

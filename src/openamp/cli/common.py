@@ -1,4 +1,10 @@
-"""Options and helpers shared by the ``openamp`` subcommands."""
+"""Options and helpers shared by the ``openamp`` subcommands.
+
+The machine a command talks over is chosen by name from :data:`MACHINES` and the wait
+strategy from :mod:`openamp.metal.wait`'s registry; both build their objects lazily, so
+parsing a command line loads no machine.  Adding a machine is one row in
+:data:`MACHINES`.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +17,50 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
 from ..metal.shm import SHM_DIR, unique_name
-from ..platform import LinuxGenericMachine, SharedMemoryMachine, VirtualMachine, virtual_paths
-from ..platform.layout import LINUX_GENERIC, MachineLayout
-from ..rpmsg.virtio import RpmsgVirtioConfig, RpmsgVirtioDevice
-from ..virtio.ring import VIRTIO_RING_F_EVENT_IDX
+from ..metal.wait import wait_strategy_names
+
+if TYPE_CHECKING:
+    from ..platform.layout import MachineLayout
+    from ..platform.machine import SharedMemoryMachine
+    from ..rpmsg.virtio import RpmsgVirtioDevice
+
+
+def _linux_generic(args: argparse.Namespace, kw: dict[str, Any]) -> SharedMemoryMachine:
+    from ..platform.linux_generic import LinuxGenericMachine
+
+    if args.name:
+        raise UsageError("--name only applies to --machine virtual")
+    return LinuxGenericMachine(**kw)
+
+
+def _virtual(args: argparse.Namespace, kw: dict[str, Any]) -> SharedMemoryMachine:
+    from ..platform.virtual import VirtualMachine
+
+    if not args.name:
+        raise UsageError("--machine virtual needs --name NAME (the same on both sides)")
+    return VirtualMachine(name=args.name, **kw)
+
+
+MACHINES: dict[str, Callable[[argparse.Namespace, dict[str, Any]], SharedMemoryMachine]] = {
+    "linux-generic": _linux_generic,
+    "virtual": _virtual,
+}
+"""``--machine`` name -> factory(options, machine keywords); the factory imports the
+platform when it runs."""
+
+
+def add_wait_option(g: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--wait``: how a blocked call waits (the strategies :mod:`openamp.metal.wait` knows)."""
+    g.add_argument(
+        "--wait",
+        choices=wait_strategy_names(),
+        default="spin-then-block",
+        help="how a blocked call waits for the peer (default: %(default)s)",
+    )
 
 
 def add_machine_options(p: argparse.ArgumentParser, *, role: str) -> None:
@@ -25,7 +68,7 @@ def add_machine_options(p: argparse.ArgumentParser, *, role: str) -> None:
     g = p.add_argument_group("machine")
     g.add_argument(
         "--machine",
-        choices=["linux-generic", "virtual"],
+        choices=list(MACHINES),
         default="linux-generic",
         help="linux-generic: the C reference's fixed /dev/shm/openamp.shm and "
         "/tmp/openamp.event.0 (pairs with the C demos); virtual: the same machine under "
@@ -51,12 +94,7 @@ def add_machine_options(p: argparse.ArgumentParser, *, role: str) -> None:
         metavar="SECONDS",
         help="how long to wait for the peer to connect, bind and answer (default: %(default)s)",
     )
-    g.add_argument(
-        "--wait",
-        choices=["spin-then-block", "block", "spin", "poll"],
-        default="spin-then-block",
-        help="how a blocked call waits for the peer (default: %(default)s)",
-    )
+    add_wait_option(g)
     g.add_argument(
         "--event-idx",
         action="store_true",
@@ -75,25 +113,24 @@ def add_machine_options(p: argparse.ArgumentParser, *, role: str) -> None:
 
 def layout_for(buffer_size: int) -> MachineLayout:
     """The C layout for 512-byte buffers, otherwise one sized for ``buffer_size``."""
+    from ..platform.layout import LINUX_GENERIC, MachineLayout
+
     return LINUX_GENERIC if buffer_size <= 512 else MachineLayout.for_buffers(buffer_size)
 
 
 def machine_from_args(args: argparse.Namespace) -> SharedMemoryMachine:
     """Build (not start) the machine the options describe."""
+    from ..rpmsg.virtio import RpmsgVirtioConfig
+    from ..virtio.ring import VIRTIO_RING_F_EVENT_IDX
+
     config = RpmsgVirtioConfig(args.buffer_size, args.buffer_size)
     layout = layout_for(args.buffer_size)
     if getattr(args, "event_idx", False):
         layout = dataclasses.replace(
             layout, dfeatures=layout.dfeatures | 1 << VIRTIO_RING_F_EVENT_IDX
         )
-    common = dict(role=args.role, socket=args.socket, wait=args.wait, config=config, layout=layout)
-    if args.machine == "virtual":
-        if not args.name:
-            raise UsageError("--machine virtual needs --name NAME (the same on both sides)")
-        return VirtualMachine(name=args.name, **common)
-    if args.name:
-        raise UsageError("--name only applies to --machine virtual")
-    return LinuxGenericMachine(**common)
+    kw = dict(role=args.role, socket=args.socket, wait=args.wait, config=config, layout=layout)
+    return MACHINES[args.machine](args, kw)
 
 
 def print_status(line: str) -> None:
@@ -183,6 +220,10 @@ def spawn_remote(
     client.  With ``peer`` the machine is the linux-generic one the C demos use.  On
     exit the host is closed, the child waited for or killed, and leftovers removed.
     """
+    from ..platform.linux_generic import LinuxGenericMachine
+    from ..platform.virtual import VirtualMachine
+    from ..rpmsg.virtio import RpmsgVirtioConfig
+
     name: str | None
     if peer:
         command = shlex.split(peer)
@@ -220,6 +261,8 @@ def spawn_remote(
 
 def remove_virtual_leftovers(name: str) -> None:
     """Delete the shm file and socket of virtual machine ``name`` if a crash left them."""
+    from ..platform.virtual import virtual_paths
+
     shm_name, event_path = virtual_paths(name)
     for path in (os.path.join(SHM_DIR, shm_name), event_path):
         with contextlib.suppress(FileNotFoundError):

@@ -10,6 +10,7 @@ import argparse
 import statistics
 
 from ..services.matrix import MATRIX_ROUNDS, MATRIX_SERVICE, MatrixService, run_matrix
+from .commands import help_for
 from .common import add_machine_options, connected
 
 EPILOG = """\
@@ -22,11 +23,11 @@ exit status: host: 0 when every product was right, 1 otherwise; remote: 0.
 """
 
 
-def add_matrix_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``openamp matrix``."""
     p = sub.add_parser(
         "matrix",
-        help="run the matrix-multiply demo (C matrix_multiply / matrix_multiplyd)",
+        help=help_for("matrix"),
         description="Host (--role driver, the default): send pairs of random 6x6 "
         "matrices (296 bytes) to rpmsg-openamp-demo-channel and check every 148-byte "
         "product, then destroy the endpoint, which stops the remote. Remote (--role "

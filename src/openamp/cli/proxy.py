@@ -13,6 +13,7 @@ import os
 import sys
 
 from ..services.proxy import PROXY_SERVICE, ProxyServer, run_proxy_demo
+from .commands import help_for
 from .common import add_machine_options, connected
 
 EPILOG = """\
@@ -31,11 +32,11 @@ the session, 1 otherwise; remote 0 when every demo step succeeded.
 """
 
 
-def add_proxy_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``openamp proxy``."""
     p = sub.add_parser(
         "proxy",
-        help="serve a remote's file and console I/O (C rpc_demod), or run the demo remote",
+        help=help_for("proxy"),
         description="The retarget proxy on rpmsg-openamp-demo-channel. Driver role: the "
         "host that serves file and console requests (C rpc_demod). Device role: the demo "
         "remote (C rpc_demo) that writes, reads back and closes remote.file, talks on the "

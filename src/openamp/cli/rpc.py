@@ -14,6 +14,7 @@ import os
 import sys
 
 from ..services.rpc import RPC_SERVICE, RpcFileServer, run_file_demo
+from .commands import help_for
 from .common import add_machine_options, connected
 
 EPILOG = """\
@@ -35,11 +36,11 @@ client step worked; 1 otherwise.
 """
 
 
-def add_rpc_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``openamp rpc``."""
     p = sub.add_parser(
         "rpc",
-        help="RPC file service: server (C linux_rpc_demod) or client (C linux_rpc_demo)",
+        help=help_for("rpc"),
         description="The RPC file service on 'rpmsg-rpc'.\n"
         "  server (--role driver): serves the files under --root, stdin and stdout, until\n"
         "    the client sends TERM or leaves (what the C linux_rpc_demod does);\n"

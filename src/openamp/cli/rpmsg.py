@@ -49,6 +49,8 @@ from ..linux.rpmsg import (
     unbind_channel,
 )
 from ..linux.tty import TtyStream, tty_index
+from ..tools.output import json_text, table
+from .commands import help_for
 
 EPILOG = """\
 examples (on a board, as root):
@@ -120,11 +122,11 @@ def _sub(
     return p
 
 
-def add_rpmsg_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``openamp rpmsg``."""
     p = sub.add_parser(
         "rpmsg",
-        help="rpmsg channels and endpoints on a board (the kernel's rpmsg_char/ctrl)",
+        help=help_for("rpmsg"),
         description="RPMsg through the Linux kernel: what the C rpmsg-utils do.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -240,14 +242,11 @@ def add_rpmsg_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 
 def _print_json(value: object) -> None:
-    print(json.dumps(value, indent=2))
+    print(json_text(value))
 
 
-def _table(rows: list[list[str]], indent: str = "  ") -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        indent + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows
-    )
+def _table(rows: list[list[str]]) -> str:
+    return table(rows, indent="  ")
 
 
 def cmd_rpmsg_ls(args: argparse.Namespace) -> int:

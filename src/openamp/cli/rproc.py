@@ -10,14 +10,13 @@ can be tried on a directory tree laid out like the kernel's.
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..linux.remoteproc import (
     COREDUMP_MODES,
@@ -27,9 +26,11 @@ from ..linux.remoteproc import (
 )
 from ..linux.rpmsg import format_addr, list_channels
 from ..metal.deadline import Deadline
-from ..platform.process import ProcessMachine
-from ..remoteproc.core import StateEvent
-from ..remoteproc.state import RprocState
+from ..tools.output import json_text, table
+from .commands import help_for
+
+if TYPE_CHECKING:
+    from ..remoteproc.core import StateEvent
 
 EPILOG = """\
 examples:
@@ -43,9 +44,9 @@ this PC with a .resource_table section (see docs/remoteproc.md for the contract)
 """
 
 
-def add_rproc_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``openamp rproc``."""
-    p = sub.add_parser("rproc", help="boot and manage remote processors")
+    p = sub.add_parser("rproc", help=help_for("rproc"))
     rsub = p.add_subparsers(dest="rproc_command", metavar="ACTION", required=True)
     run = rsub.add_parser(
         "run",
@@ -73,6 +74,10 @@ def add_rproc_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 
 def cmd_rproc_run(args: argparse.Namespace) -> int:
     """``openamp rproc run``."""
+    from ..platform.process import ProcessMachine
+    from ..remoteproc.state import RprocState
+    from ..rpmsg.core import RpmsgDevice
+
     stop = False
 
     def on_sigint(signum: int, frame: FrameType | None) -> None:
@@ -101,8 +106,8 @@ def cmd_rproc_run(args: argparse.Namespace) -> int:
         deadline = Deadline(args.duration)
         announced: set[str] = set()
         while not stop and not deadline.expired():
-            dev = rproc.rpmsg
-            if dev is not None and rproc.state is RprocState.RUNNING:
+            dev = rproc.vdev_devices.get(0)
+            if isinstance(dev, RpmsgDevice) and rproc.state is RprocState.RUNNING:
                 try:
                     dev.wait_until(lambda: False, 0.05)
                 except Exception as exc:  # the remote went away; the watcher reports it
@@ -331,12 +336,7 @@ def _rproc(args: argparse.Namespace) -> RemoteProc:
 
 
 def _print_json(value: object) -> None:
-    print(json.dumps(value, indent=2))
-
-
-def _table(rows: list[list[str]]) -> str:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip() for r in rows)
+    print(json_text(value))
 
 
 def cmd_rproc_ls(args: argparse.Namespace) -> int:
@@ -353,7 +353,7 @@ def cmd_rproc_ls(args: argparse.Namespace) -> int:
     rows += [
         [i["device"], i["name"] or "?", i["state"] or "?", i["firmware"] or "?"] for i in infos
     ]
-    print(_table(rows))
+    print(table(rows))
     return 0
 
 

@@ -21,6 +21,7 @@ from ..tools.rsc import (
     load_table,
     table_json,
 )
+from .commands import help_for
 
 EXIT_SOUND = 0
 EXIT_FATAL = 1
@@ -83,11 +84,11 @@ exit status: 0 when the files were written (warnings from `rsc check` are printe
 """
 
 
-def add_rsc_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``openamp rsc show|check|build`` on the ``openamp`` subparsers."""
     p = sub.add_parser(
         "rsc",
-        help="show, check and build resource tables",
+        help=help_for("rsc"),
         description="Resource tables: decode one from a firmware ELF or a raw file, "
         "validate it, or build one (binary and C source) from a YAML description.",
         epilog=EPILOG_RSC,

@@ -10,6 +10,7 @@ import argparse
 
 from ..rpmsg.wire import RPMSG_ADDR_ANY
 from ..services.sample import SAMPLE_COUNT, SAMPLE_SERVICE, SampleEcho, run_sample
+from .commands import help_for
 from .common import add_machine_options, connected
 
 EPILOG = """\
@@ -24,11 +25,11 @@ exit status: host: 0 when every echo was right and the remote destroyed its endp
 """
 
 
-def add_sample_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``openamp sample``."""
     p = sub.add_parser(
         "sample",
-        help="run the rpmsg client sample (Linux rpmsg_client_sample, C rpmsg-sample-*)",
+        help=help_for("sample"),
         description="Host (--role driver, the default): send 'hello world!' (12 bytes, "
         "no NUL) COUNT-1 times and 'goodbye!' once to rpmsg-client-sample, check every "
         "echo, then expect the remote to destroy its endpoint (NS destroy). With --style "

@@ -47,6 +47,7 @@ __all__ = [
     "SpinWait",
     "WaitStrategy",
     "wait_strategy",
+    "wait_strategy_names",
 ]
 
 Ready = Callable[[], bool]
@@ -295,6 +296,11 @@ _STRATEGIES: dict[str, Callable[..., WaitStrategy]] = {
     SpinThenBlockWait.name: SpinThenBlockWait,
     PollingWait.name: PollingWait,
 }
+
+
+def wait_strategy_names() -> list[str]:
+    """The names :func:`wait_strategy` knows, the default (``spin-then-block``) first."""
+    return sorted(_STRATEGIES, key=lambda n: (n != SpinThenBlockWait.name, n))
 
 
 def wait_strategy(name: str, **kw: Any) -> WaitStrategy:

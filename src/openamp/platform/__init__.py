@@ -15,9 +15,8 @@ _EXPORTS = {
     "SHM_NAME": ".linux_generic",
     "SharedMemoryMachine": ".machine",
     "parse_role": ".machine",
-    "VhostUserDevice": ".vhost_user",
     "VhostUserMachine": ".vhost_user",
-    "InProcessPair": ".virtual",
+    "InProcessPair": ".inprocess",
     "VirtualMachine": ".virtual",
     "virtual_paths": ".virtual",
 }
@@ -26,6 +25,7 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
+    from .inprocess import InProcessPair as InProcessPair
     from .layout import (
         LINUX_GENERIC as LINUX_GENERIC,
         MachineLayout as MachineLayout,
@@ -40,11 +40,9 @@ if TYPE_CHECKING:
         parse_role as parse_role,
     )
     from .vhost_user import (
-        VhostUserDevice as VhostUserDevice,
         VhostUserMachine as VhostUserMachine,
     )
     from .virtual import (
-        InProcessPair as InProcessPair,
         VirtualMachine as VirtualMachine,
         virtual_paths as virtual_paths,
     )

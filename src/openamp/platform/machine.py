@@ -25,9 +25,10 @@ from ..metal.doorbell import UnixSocketDoorbell, UnixSocketServer
 from ..metal.io import IoRegion
 from ..metal.shm import SharedMemory
 from ..metal.wait import DoorbellWaiter, wait_strategy
+from ..remoteproc.core import VdevLink
 from ..remoteproc.rsc_table import RSC_VDEV, ResourceTable
 from ..remoteproc.virtio import RscVdevTransport
-from ..rpmsg.core import NsCallback
+from ..rpmsg.core import NsCallback, Waiter
 from ..rpmsg.virtio import RpmsgVirtioConfig, RpmsgVirtioDevice, ShmPool, TraceHook
 from ..virtio.virtqueue import Role
 from .layout import LINUX_GENERIC, MachineLayout
@@ -52,6 +53,38 @@ def parse_role(role: Role | str) -> Role:
         return names[role.lower()]
     except KeyError:
         raise UsageError(f"role must be one of driver, device (got {role!r})") from None
+
+
+def rpmsg_on_link(
+    link: VdevLink,
+    *,
+    waiter: Waiter | None,
+    config: RpmsgVirtioConfig | None = None,
+    ns_bind_cb: NsCallback | None = None,
+    ready_timeout: float | None = 10.0,
+) -> RpmsgVirtioDevice:
+    """An rpmsg device on a vdev link that remoteproc handed out (remoteproc -> rpmsg).
+
+    The driver (host) side takes its buffers from the link's ``vdev<N>buffer``
+    carveout; the device side uses what the driver posts.
+    """
+    pool = None
+    if link.transport.role is Role.DRIVER:
+        carve = link.buffers
+        if carve is None:
+            raise ResourceTableError(
+                f"no carveout named 'vdev{link.index}buffer' for the rpmsg buffers"
+            )
+        pool = ShmPool(carve.offset, carve.size)
+    return RpmsgVirtioDevice(
+        link.transport,
+        shm=link.ring_io,
+        pool=pool,
+        config=config,
+        waiter=waiter,
+        ns_bind_cb=ns_bind_cb,
+        ready_timeout=ready_timeout,
+    )
 
 
 def find_vdev(table_io: IoRegion, index: int = 0) -> int:

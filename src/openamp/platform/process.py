@@ -34,7 +34,13 @@ import threading
 from collections import deque
 from typing import Any
 
-from ..errors import FirmwareImageError, OpenAMPError, RegionBoundsError, UsageError
+from ..errors import (
+    FirmwareImageError,
+    InvalidStateError,
+    OpenAMPError,
+    RegionBoundsError,
+    UsageError,
+)
 from ..metal.doorbell import UnixSocketDoorbell, UnixSocketServer
 from ..metal.io import IoRegion
 from ..metal.shm import SHM_DIR, SharedMemory, unique_name
@@ -42,9 +48,10 @@ from ..metal.wait import DoorbellWaiter, wait_strategy
 from ..remoteproc.core import Firmware, Mapping, RemoteProc, RemoteprocOps
 from ..remoteproc.firmware import ElfFirmware
 from ..remoteproc.rsc_table import FW_RSC_ADDR_ANY, ResourceTable
+from ..rpmsg.virtio import RpmsgVirtioDevice
 from ..virtio.virtqueue import Role
 from .linux_generic import EVENT_PATH, SHM_NAME, LinuxGenericMachine
-from .machine import SharedMemoryMachine
+from .machine import SharedMemoryMachine, rpmsg_on_link
 from .virtual import virtual_paths
 
 log = logging.getLogger("openamp.platform.process")
@@ -181,11 +188,14 @@ class ProcessOps(RemoteprocOps):
         self._watcher.start()
         if rproc.vdevs:
             waiter = DoorbellWaiter(self.doorbell, wait_strategy(self.wait))
-            if rproc.rpmsg is not None and rproc.rpmsg.role is Role.DRIVER:
-                rproc.rpmsg.reset(waiter)  # recovery: keep the host's endpoints
+            dev = rproc.vdev_devices.get(0)
+            if isinstance(dev, RpmsgVirtioDevice) and dev.role is Role.DRIVER:
+                dev.reset(waiter)  # a restart (recovery): keep the host's endpoints
             else:
-                rproc.create_rpmsg(
-                    role=Role.DRIVER, waiter=waiter, ready_timeout=self.start_timeout
+                rproc.vdev_devices[0] = rpmsg_on_link(
+                    rproc.vdev_link(0, role=Role.DRIVER),
+                    waiter=waiter,
+                    ready_timeout=self.start_timeout,
                 )
 
     def _start_generic(self, rproc: RemoteProc, cmd: list[str]) -> None:
@@ -204,7 +214,7 @@ class ProcessOps(RemoteprocOps):
         self._read_console(self.proc)
         host = LinuxGenericMachine(role="driver", socket="client", wait=self.wait)
         try:
-            rproc.rpmsg = host.start(timeout=self.start_timeout)
+            rproc.vdev_devices[0] = host.start(timeout=self.start_timeout)
         except BaseException:
             host.close()
             self._kill()
@@ -316,6 +326,27 @@ class ProcessOps(RemoteprocOps):
             self.shm = None
 
 
+class ProcessRemoteProc(RemoteProc):
+    """A :class:`RemoteProc` booted by the process driver, with its host-side rpmsg device."""
+
+    @property
+    def rpmsg(self) -> RpmsgVirtioDevice:
+        """The host (virtio driver) side of the firmware's rpmsg device.
+
+        Raises :class:`InvalidStateError` before the firmware was started (a firmware
+        without a vdev has none).  After a stop it stays, closed; a restart (or a
+        recovery) resets it, keeping its endpoints.
+        """
+        dev = self.vdev_devices.get(0)
+        if not isinstance(dev, RpmsgVirtioDevice):
+            raise InvalidStateError(
+                f"{self.name} has no rpmsg device: it is {self.state}"
+                + ("" if self.vdevs or self.table is None else " and its table has no vdev")
+                + "; start() it first"
+            )
+        return dev
+
+
 class ProcessMachine:
     """A virtual machine that boots firmware as processes on this PC.
 
@@ -335,11 +366,11 @@ class ProcessMachine:
         self.ops = ProcessOps(
             self.name, memory_size=memory_size, wait=wait, start_timeout=start_timeout
         )
-        self.rproc = RemoteProc(self.ops, name=self.name)
+        self.rproc = ProcessRemoteProc(self.ops, name=self.name)
 
     def remoteproc(
         self, firmware: Firmware | str | bytes | Any, *, recovery: bool = False
-    ) -> RemoteProc:
+    ) -> ProcessRemoteProc:
         """Configure and load ``firmware``: a Python firmware name (``"echo"``), a
         module path, a :class:`Firmware`, or an ELF file path / bytes."""
         from ..firmware import BUILTIN, PythonFirmware

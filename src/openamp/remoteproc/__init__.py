@@ -24,6 +24,8 @@ _EXPORTS = {
     "RemoteprocOps": ".core",
     "StateEvent": ".core",
     "TraceBuffer": ".core",
+    "VdevDevice": ".core",
+    "VdevLink": ".core",
     "VdevResource": ".core",
     "COPY_CHUNK": ".elf",
     "ELF_MAGIC": ".elf",
@@ -96,6 +98,8 @@ if TYPE_CHECKING:
         RemoteprocOps as RemoteprocOps,
         StateEvent as StateEvent,
         TraceBuffer as TraceBuffer,
+        VdevDevice as VdevDevice,
+        VdevLink as VdevLink,
         VdevResource as VdevResource,
     )
     from .elf import (

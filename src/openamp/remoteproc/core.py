@@ -52,10 +52,9 @@ from .rsc_table import (
     Vendor,
 )
 from .state import RemoteprocStateError, RprocState, next_state
+from .virtio import RscVdevTransport
 
 if TYPE_CHECKING:
-    from ..rpmsg.core import NsCallback, Waiter
-    from ..rpmsg.virtio import RpmsgVirtioConfig, RpmsgVirtioDevice
     from ..virtio.virtqueue import Role
 
 log = logging.getLogger("openamp.remoteproc")
@@ -190,6 +189,31 @@ class RemoteprocOps:
         raise UsageError(f"{type(self).__name__} cannot detach from a remote")
 
 
+class VdevDevice(Protocol):
+    """What a platform puts on a vdev (an rpmsg device, say): it can be closed."""
+
+    def close(self) -> None:
+        """Stop using the vdev's rings (the remote is stopping)."""
+        ...
+
+
+@dataclass(frozen=True)
+class VdevLink:
+    """Everything a virtio device on vdev ``index`` needs, and no more.
+
+    ``transport`` is the vdev entry of the live table as a virtio transport (status,
+    features, vring addresses, notifications through the ops' ``notify``); ``ring_io``
+    the memory the vring addresses point into; ``buffers`` the carveout named
+    ``vdev<N>buffer`` (the Linux convention for the driver's buffer pool), if any.
+    The platform builds its device (rpmsg, for one) on this.
+    """
+
+    index: int
+    transport: RscVdevTransport
+    ring_io: IoRegion
+    buffers: Mapping | None
+
+
 @dataclass
 class VdevResource:
     """A vdev entry after handling: its index among vdevs and where it lives."""
@@ -207,7 +231,7 @@ class _Handled:
 
 
 class RemoteProc:
-    """One remote processor: its state, firmware, memory, resources and rpmsg device."""
+    """One remote processor: its state, firmware, memory, resources and vdev devices."""
 
     def __init__(self, ops: RemoteprocOps, name: str = "rproc0") -> None:
         self.ops = ops
@@ -226,8 +250,9 @@ class RemoteProc:
         self.crash_count = 0
         self.loading: Firmware | None = None
         """The firmware being loaded, while :meth:`load` runs (ops may look at it)."""
-        self.rpmsg: RpmsgVirtioDevice | None = None
-        """The rpmsg device of the first vdev, once created (see :meth:`create_rpmsg`)."""
+        self.vdev_devices: dict[int, VdevDevice] = {}
+        """The devices the platform built on the vdevs (see :meth:`vdev_link`), by vdev
+        index; they are closed when the remote stops, and kept for a restart."""
         self._state = RprocState.OFFLINE
         self._cond = threading.Condition(threading.RLock())
         self._subscribers: list[Callable[[StateEvent], None]] = []
@@ -374,7 +399,7 @@ class RemoteProc:
         target = self._transition("stop")
         if target is None:
             return
-        self._close_rpmsg()
+        self._close_vdev_devices()
         self.ops.stop(self)
         self._set_state(target, "stopped")
 
@@ -384,7 +409,7 @@ class RemoteProc:
         if target is None:
             return
         if self._state is not RprocState.DETACHED:
-            self._close_rpmsg()
+            self._close_vdev_devices()
         if self._state not in (RprocState.STOPPED, RprocState.DETACHED):
             with contextlib.suppress(UsageError):
                 self.ops.stop(self)
@@ -401,7 +426,7 @@ class RemoteProc:
     def detach(self) -> None:
         """Leave the remote running, unmanaged: running/attached -> detached."""
         target = self._transition("detach")
-        self._close_rpmsg()
+        self._close_vdev_devices()
         self.ops.detach(self)
         if target is not None:
             self._set_state(target, "detached")
@@ -445,8 +470,9 @@ class RemoteProc:
     def recover(self) -> None:
         """Restart a crashed remote with the same firmware: crashed -> running.
 
-        The table is written afresh, the remote restarted, and the rpmsg device reset
-        so that host endpoints are bound again when the service is re-announced.
+        The table is written afresh and the remote restarted; the platform resets the
+        devices on its vdevs (an rpmsg device keeps its endpoints, which bind again when
+        the service is re-announced).
         """
         target = self._transition("recover")
         if self.firmware is None:
@@ -569,43 +595,24 @@ class RemoteProc:
         m = self.mmap(da=self.table_da, size=len(self.table_bytes))
         return m.region, m.offset
 
-    def create_rpmsg(
-        self,
-        *,
-        role: Role,
-        waiter: Waiter | None,
-        vdev_index: int = 0,
-        config: RpmsgVirtioConfig | None = None,
-        ns_bind_cb: NsCallback | None = None,
-        ready_timeout: float | None = 10.0,
-    ) -> RpmsgVirtioDevice:
-        """The rpmsg device of vdev ``vdev_index`` (remoteproc -> virtio).
+    def vdev_link(self, index: int = 0, *, role: Role) -> VdevLink:
+        """The link of vdev ``index``: its transport, ring memory and buffer carveout.
 
-        The vrings must lie in one memory; the driver takes its buffers from the carveout
-        named ``vdev<N>buffer`` (the Linux convention).
+        The vrings must lie in one memory.  ``role`` is the side we play (the host is
+        the virtio driver).  Raises :class:`ResourceTableError` for a vdev without
+        rings, and :class:`UsageError` if there is no such vdev.
         """
-        from ..remoteproc.virtio import RscVdevTransport
-        from ..rpmsg.virtio import RpmsgVirtioDevice, ShmPool
-        from ..virtio.virtqueue import Role as _Role
-
-        if vdev_index >= len(self.vdevs):
-            raise UsageError(f"{self.name}'s resource table has no vdev #{vdev_index}")
-        vdev = self.vdevs[vdev_index]
+        if index >= len(self.vdevs):
+            raise UsageError(f"{self.name}'s resource table has no vdev #{index}")
+        vdev = self.vdevs[index]
         table_io, table_off = self.table_region()
-        vring0 = self.mmap(da=vdev.entry.vrings[0].da, size=16) if vdev.entry.vrings else None
-        if vring0 is None:
-            raise ResourceTableError(f"vdev #{vdev_index} has no vrings")
-        ring_io = vring0.region
-        pool = None
-        if role is _Role.DRIVER:
-            name = f"vdev{vdev_index}buffer"
-            found = [m for m in self._carveouts() if m.name == name]
-            if not found:
-                raise ResourceTableError(f"no carveout named {name!r} for the rpmsg buffers")
-            carve = found[0]
-            if carve.region is not ring_io:
-                raise ResourceTableError(f"carveout {name!r} is not in the vrings' memory")
-            pool = ShmPool(carve.offset, carve.size)
+        if not vdev.entry.vrings:
+            raise ResourceTableError(f"vdev #{index} has no vrings")
+        ring_io = self.mmap(da=vdev.entry.vrings[0].da, size=16).region
+        name = f"vdev{index}buffer"
+        buffers = next((m for m in self._carveouts() if m.name == name), None)
+        if buffers is not None and buffers.region is not ring_io:
+            raise ResourceTableError(f"carveout {name!r} is not in the vrings' memory")
         rproc = self
 
         def notify(notifyid: int) -> None:
@@ -618,18 +625,7 @@ class RemoteProc:
             role=role,
             notify=notify,
         )
-        dev = RpmsgVirtioDevice(
-            transport,
-            shm=ring_io,
-            pool=pool,
-            config=config,
-            waiter=waiter,
-            ns_bind_cb=ns_bind_cb,
-            ready_timeout=ready_timeout,
-        )
-        if vdev_index == 0:
-            self.rpmsg = dev
-        return dev
+        return VdevLink(index, transport, ring_io, buffers)
 
     def _carveouts(self) -> list[Mapping]:
         out = []
@@ -641,9 +637,8 @@ class RemoteProc:
                 out.append(Mapping(m.pa, m.da, m.size, m.region, m.offset, entry.name))
         return out
 
-    def _close_rpmsg(self) -> None:
-        dev = self.rpmsg
-        if dev is not None:
+    def _close_vdev_devices(self) -> None:
+        for dev in list(self.vdev_devices.values()):
             with contextlib.suppress(OpenAMPError):
                 dev.close()
 

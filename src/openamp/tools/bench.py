@@ -25,6 +25,7 @@ from typing import Any
 
 from ..errors import OpenAMPTimeoutError, UsageError
 from ..rpmsg.core import Endpoint, RpmsgDevice
+from .output import table
 
 
 @dataclass
@@ -88,11 +89,7 @@ class BenchResult:
     def to_text(self) -> str:
         """A small table for people."""
         s = self.summary()
-        lines = [
-            f"{self.scenario}: {self.size}-byte payloads, {self.count} messages x "
-            f"{len(self.runs)} runs, peer: {self.peer}",
-            f"  {'metric':<22}{'median':>14}{'min':>14}{'max':>14}",
-        ]
+        rows = [["metric", "median", "min", "max"]]
         names = {
             "rtt_median_us": "round trip median, µs",
             "rtt_p99_us": "round trip p99, µs",
@@ -105,14 +102,13 @@ class BenchResult:
         for key, label in names.items():
             if key in s:
                 v = s[key]
-                fmt = "{:>14,.0f}" if key == "msgs_per_s" else "{:>14,.1f}"
-                lines.append(
-                    f"  {label:<22}"
-                    + fmt.format(v["median"])
-                    + fmt.format(v["min"])
-                    + fmt.format(v["max"])
-                )
-        return "\n".join(lines)
+                fmt = "{:,.0f}" if key == "msgs_per_s" else "{:,.1f}"
+                rows.append([label, *(fmt.format(v[k]) for k in ("median", "min", "max"))])
+        head = (
+            f"{self.scenario}: {self.size}-byte payloads, {self.count} messages x "
+            f"{len(self.runs)} runs, peer: {self.peer}"
+        )
+        return head + "\n" + table(rows, indent="  ", align="<>>>")
 
 
 def _payload(size: int) -> bytes:

@@ -20,6 +20,7 @@ from ..platform.process import ProcessMachine
 from ..remoteproc.core import RemoteProc
 from ..remoteproc.state import RprocState
 from ..rpmsg.virtio import RpmsgVirtioDevice
+from .output import table
 
 
 @dataclass
@@ -59,7 +60,6 @@ def run_on_machine(
         rproc = machine.remoteproc(firmware)
         try:
             rproc.start()
-            assert rproc.rpmsg is not None
             ok, summary, details = host(rproc, rproc.rpmsg)
             try:
                 rproc.wait_state(RprocState.STOPPED, timeout=options.timeout)
@@ -203,10 +203,6 @@ DEMOS: dict[str, Callable[[DemoOptions], DemoResult]] = {
 
 def results_table(results: list[DemoResult]) -> str:
     """A small table of demo results."""
-    width = max([len("demo")] + [len(r.name) for r in results])
-    lines = [f"  {'demo':<{width}}  result  time     what happened"]
-    for r in results:
-        lines.append(
-            f"  {r.name:<{width}}  {'PASS' if r.ok else 'FAIL':<6}  {r.elapsed:5.2f} s  {r.summary}"
-        )
-    return "\n".join(lines)
+    rows = [["demo", "result", "time", "what happened"]]
+    rows += [[r.name, "PASS" if r.ok else "FAIL", f"{r.elapsed:.2f} s", r.summary] for r in results]
+    return table(rows, indent="  ", align="<<>")

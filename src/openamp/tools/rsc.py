@@ -68,6 +68,7 @@ from ..virtio.ring import (
     VIRTIO_RING_F_EVENT_IDX,
     VIRTIO_RING_F_INDIRECT_DESC,
 )
+from .output import fields
 
 __all__ = [
     "SECTION",
@@ -319,11 +320,6 @@ def describe_status(status: int) -> str:
     return f"{status:#04x} ({'|'.join(parts)})"
 
 
-def _fields(rows: list[tuple[str, str]], indent: str = "  ", width: int = 0) -> list[str]:
-    width = max([width, *(len(key) for key, _ in rows)])
-    return [f"{indent}{key.ljust(width)}  {value}".rstrip() for key, value in rows]
-
-
 def _data_rows(key: str, data: bytes) -> list[tuple[str, str]]:
     """``data`` in hex, 16 bytes a row; the key on the first row only."""
     if not data:
@@ -342,7 +338,7 @@ def _entry_lines(index: int, offset: int, entry: Entry, loaded: LoadedTable) -> 
     )
     lines = [title]
     if isinstance(entry, (Carveout, Devmem)):
-        lines += _fields(
+        lines += fields(
             [
                 ("da", _addr(entry.da)),
                 ("pa", _addr(entry.pa)),
@@ -353,7 +349,7 @@ def _entry_lines(index: int, offset: int, entry: Entry, loaded: LoadedTable) -> 
             ]
         )
     elif isinstance(entry, Trace):
-        lines += _fields(
+        lines += fields(
             [
                 ("da", _addr(entry.da)),
                 ("len", f"{entry.len:#010x} ({_size(entry.len)})"),
@@ -365,17 +361,17 @@ def _entry_lines(index: int, offset: int, entry: Entry, loaded: LoadedTable) -> 
         lines += _vdev_lines(offset, entry)
     elif isinstance(entry, Vendor):
         length = f"{entry.len} (the len word and {len(entry.data)} data bytes)"
-        lines += _fields([("len", length), *_data_rows("data", entry.data)])
+        lines += fields([("len", length), *_data_rows("data", entry.data)])
     else:
         lines.append("  (not a defined resource type; the C library and Linux skip it)")
-        lines += _fields(_data_rows("data", entry.data))
+        lines += fields(_data_rows("data", entry.data))
     return lines
 
 
 def _vdev_lines(offset: int, vdev: Vdev) -> list[str]:
     kind = _VIRTIO_IDS.get(vdev.id, "unknown virtio device")
     width = len("num_of_vrings")
-    lines = _fields(
+    lines = fields(
         [
             ("id", f"{vdev.id} ({kind})"),
             ("notifyid", _notify_id(vdev.notifyid)),
@@ -394,7 +390,7 @@ def _vdev_lines(offset: int, vdev: Vdev) -> list[str]:
     for k, vring in enumerate(vdev.vrings):
         at = offset + VDEV_VRINGS_OFFSET + k * VDEV_VRING.size
         lines.append(f"  vring {k} at offset {at:#x}")
-        lines += _fields(
+        lines += fields(
             [
                 ("da", _addr(vring.da)),
                 ("align", f"{vring.align:#x}"),
@@ -404,7 +400,7 @@ def _vdev_lines(offset: int, vdev: Vdev) -> list[str]:
             ],
             indent="    ",
         )
-    lines += _fields(_data_rows("config", vdev.config), width=width)
+    lines += fields(_data_rows("config", vdev.config), width=width)
     return lines
 
 
@@ -426,7 +422,7 @@ def format_table(loaded: LoadedTable) -> str:
     ]
     header += [(f"offset[{i}]", f"{offset:#x}") for i, offset in enumerate(offsets)]
     lines.append(f"header at offset 0x0, {TABLE_HDR.size + TABLE_OFFSET.size * len(offsets)} bytes")
-    lines += _fields(header)
+    lines += fields(header)
     for index, (offset, entry) in enumerate(zip(offsets, table.entries, strict=True)):
         lines.append("")
         lines += _entry_lines(index, offset, entry, loaded)

@@ -1,0 +1,115 @@
+"""``openamp bench``: round-trip latency, throughput, bulk and idle figures of a link."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import UsageError
+from ..tools.output import json_text
+from .commands import help_for
+from .common import add_wait_option, spawn_remote
+
+EPILOG_BENCH = """\
+examples:
+  openamp bench rtt --size 17
+  openamp bench throughput --size 496 --count 200000 --json
+  openamp bench rtt --peer "./rpmsg-echo 0"      # the C remote on the linux-generic machine
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``openamp bench``."""
+    p = sub.add_parser(
+        "bench",
+        help=help_for("bench"),
+        description="Benchmarks against an echo remote: a Python one in a child process "
+        "on a virtual machine, or any --peer command on the linux-generic machine.",
+        epilog=EPILOG_BENCH,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "scenario",
+        choices=["rtt", "throughput", "bulk", "idle"],
+        help="rtt: one message at a time; throughput: echoed flood; bulk: one way to a "
+        "sink, large buffers; idle: CPU while idle and the wake-up cost",
+    )
+    p.add_argument("--size", type=int, default=17, metavar="BYTES", help="payload (%(default)s)")
+    p.add_argument("--count", type=int, default=None, help="messages per run")
+    p.add_argument("--runs", type=int, default=3, help="runs (%(default)s); median and spread")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument(
+        "--peer",
+        metavar="COMMAND",
+        help="remote to start instead of the Python echo (it must serve the echo service "
+        "as socket server on the linux-generic machine, like the C rpmsg-echo)",
+    )
+    add_wait_option(p)
+    p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
+    p.add_argument(
+        "--buffer-size",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="rpmsg buffer size per direction (default 512; bulk: 65536)",
+    )
+    p.add_argument(
+        "--batch",
+        type=int,
+        default=64,
+        metavar="N",
+        help="throughput, bulk: messages per send_many() call, one kick each (%(default)s)",
+    )
+    p.add_argument("--idle-seconds", type=float, default=2.0, help="idle: window (%(default)s)")
+    p.set_defaults(func=cmd_bench)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    """``openamp bench rtt|throughput|bulk|idle``."""
+    from ..services.echo import ECHO_SERVICE
+    from ..tools.bench import BenchResult, bench_bulk, bench_idle, bench_rtt, bench_throughput
+
+    if args.runs < 1:
+        raise UsageError("--runs must be at least 1")
+    if args.batch < 1:
+        raise UsageError("--batch must be at least 1")
+    scenario = args.scenario
+    bulk = scenario == "bulk"
+    buffer_size = args.buffer_size or (65536 if bulk and not args.peer else 512)
+    size = buffer_size - 16 if bulk and args.size == 17 else args.size
+    defaults = {"rtt": 5_000, "throughput": 100_000, "bulk": 20_000, "idle": 100}
+    count = args.count or defaults[scenario]
+    result = BenchResult(scenario, size, count, peer=args.peer or "python echo")
+    for _ in range(args.runs):
+        with spawn_remote(
+            peer=args.peer,
+            timeout=args.timeout,
+            wait=args.wait,
+            buffer_size=buffer_size,
+            sink=bulk and not args.peer,
+        ) as (remote, host):
+            rpmsg = host.start(timeout=args.timeout)
+            dst = rpmsg.wait_service(ECHO_SERVICE, args.timeout)
+            if scenario == "rtt":
+                ept = rpmsg.create_endpoint(ECHO_SERVICE)
+                ept.wait_bound(args.timeout)
+                figures = bench_rtt(ept, size=size, count=count)
+            elif scenario == "throughput":
+                figures = bench_throughput(
+                    rpmsg, dst=dst, size=size, count=count, timeout=args.timeout, batch=args.batch
+                )
+            elif scenario == "bulk":
+                figures = bench_bulk(
+                    rpmsg, dst=dst, size=size, count=count, timeout=args.timeout, batch=args.batch
+                )
+            else:
+                ept = rpmsg.create_endpoint(ECHO_SERVICE)
+                ept.wait_bound(args.timeout)
+                figures = bench_idle(
+                    ept, remote_pid=remote.proc.pid, seconds=args.idle_seconds, samples=count
+                )
+            result.runs.append(figures)
+    if args.json:
+        print(json_text(result.to_json()))
+    else:
+        print(result.to_text())
+    return 0
