@@ -1,8 +1,16 @@
-"""``openamp demo``: every demo on a simulated machine, each remote booted through RemoteProc."""
+"""``openamp demo``: every demo on a simulated machine, each remote booted through RemoteProc.
+
+Besides the RPMsg demos (``openamp demo [NAME...]``) a demo *family* runs a system of
+its own: ``openamp demo FAMILY [ARGS...]``.  Each family is one row in :data:`FAMILIES`
+and one module in this package with ``add_arguments(group)`` (its options, in an
+argument group of ``openamp demo``) and ``run(args, names) -> int`` (``names`` are the
+words after the family's name).
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 
 from ..errors import UsageError
 from .commands import help_for
@@ -10,6 +18,10 @@ from .commands import help_for
 DEMO_NAMES = ("echo", "matrix", "proxy", "rpc", "sample")
 """The demos of ``openamp.tools.demos.DEMOS``, named here so that the parser loads no
 machine (a test keeps the two equal)."""
+
+
+FAMILIES: dict[str, tuple[str, str]] = {}
+"""Demo family name -> (module in ``openamp.cli``, one-line description)."""
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -21,16 +33,26 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "remote side is a Python firmware booted through RemoteProc as a separate process, "
         "the host side runs here. Ends with a table of results.",
     )
+    families = "".join(f"; or a family: {f} ..." for f in FAMILIES)
     p.add_argument(
-        "names", nargs="*", metavar="NAME", help=f"demos to run ({', '.join(DEMO_NAMES)})"
+        "names",
+        nargs="*",
+        metavar="NAME",
+        help=f"demos to run ({', '.join(DEMO_NAMES)}){families}",
     )
     p.add_argument("--count", type=int, default=None, help="messages/rounds (default: as in C)")
     p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
+    for family, (module, description) in FAMILIES.items():
+        group = p.add_argument_group(f"openamp demo {family}: {description}")
+        importlib.import_module(f".{module}", __package__).add_arguments(group)
     p.set_defaults(func=cmd_demo)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """``openamp demo [NAME...]``: run the demos, each remote booted through RemoteProc."""
+    if args.names and args.names[0] in FAMILIES:
+        module = importlib.import_module(f".{FAMILIES[args.names[0]][0]}", __package__)
+        return int(module.run(args, args.names[1:]))
     from ..tools.demos import DEMOS, DemoOptions, results_table
 
     names = args.names or list(DEMOS)
