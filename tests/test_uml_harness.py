@@ -191,3 +191,16 @@ def test_a_failed_build_says_why_with_the_end_of_its_log(
     monkeypatch.setattr(uml, "BUILD_SCRIPT", script)
     with pytest.raises(UmlBuildError, match=r"(?s)status 100.*Unable to locate package"):
         find_or_build_kernel(cache, progress=lambda line: None)
+
+
+def test_a_present_system_tool_is_found_without_installing() -> None:
+    from openamp.tools.sysdeps import ensure_tool
+
+    assert ensure_tool("sh", "dash", install=False).endswith("/sh")
+
+
+def test_a_missing_system_tool_says_what_to_install() -> None:
+    from openamp.tools.sysdeps import SystemDependencyError, ensure_tool
+
+    with pytest.raises(SystemDependencyError, match="apt-get install no-such-package"):
+        ensure_tool("no-such-tool-pyopenamp", "no-such-package", install=False)
