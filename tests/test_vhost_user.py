@@ -29,6 +29,8 @@ from openamp.errors import (
 from openamp.metal.io import IoRegion
 from openamp.metal.shm import unique_name
 from openamp.platform.vhost_user import VhostUserMachine
+from openamp.rpmsg.virtio import RpmsgVirtioDevice, ShmPool
+from openamp.services.echo import EchoService
 from openamp.vhost.device import VhostUserDevice
 from openamp.vhost.wire import (
     CONFIG_HEADER,
@@ -48,8 +50,6 @@ from openamp.vhost.wire import (
     VhostUserError,
     VringStoppedError,
 )
-from openamp.rpmsg.virtio import RpmsgVirtioDevice, ShmPool
-from openamp.services.echo import EchoService
 from openamp.virtio.ring import (
     VIRTIO_CONFIG_STATUS_DRIVER_OK,
     VIRTIO_F_VERSION_1,
