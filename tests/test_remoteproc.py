@@ -271,3 +271,64 @@ def test_attach_without_a_running_firmware_is_refused():
     with pytest.raises(ValueError, match="no firmware was left running"):
         rp.attach()
     assert rp.state is S.OFFLINE
+
+
+def test_every_state_change_is_a_row_of_the_transition_table():
+    # h11's rule 1: nothing changes the state around the table.  Run the whole life
+    # cycle, platform reports included, and check each recorded change.
+    ops, rp = machine()
+    rp.config()
+    rp.load(TableFirmware(table(), 0x1000))
+    rp.start()
+    rp.crashed("watchdog")
+    rp.recover()
+    rp.exited("the firmware returned 0")
+    rp.config()
+    rp.load(TableFirmware(table(), 0x1000))
+    rp.start()
+    rp.detach()
+    ops.loaded_table_da = 0x1000  # the firmware we left running keeps its table there
+    rp.attach()
+    rp.stop()
+    rp.shutdown()
+    allowed = {(old, new) for moves in TRANSITIONS.values() for old, new in moves.items()}
+    changes = [(e.old, e.new) for e in rp.history]
+    assert len(changes) == 11  # load keeps "ready": no change to record
+    assert [c for c in changes if c not in allowed] == []
+
+
+@pytest.mark.parametrize("report", ["crashed", "exited"])
+def test_a_late_platform_report_changes_nothing(report):
+    ops, rp = machine()
+    rp.config()
+    rp.load(TableFirmware(table(), 0x1000))
+    rp.start()
+    rp.stop()
+    before = list(rp.history)
+    getattr(rp, report)("the process went away after the stop")
+    assert rp.state is S.STOPPED and rp.history == before and rp.crash_count == 0
+
+
+def test_a_firmware_that_ends_by_itself_is_stopped_not_crashed():
+    ops, rp = machine()
+    rp.config()
+    rp.load(TableFirmware(table(), 0x1000))
+    rp.start()
+    rp.exited("status 0")
+    assert rp.state is S.STOPPED and rp.history[-1].reason == "status 0"
+
+
+def test_a_failed_recovery_leaves_the_remote_in_error():
+    ops, rp = machine()
+    rp.config()
+    rp.load(TableFirmware(table(), 0x1000))
+    rp.start()
+
+    def refuse(_rproc):
+        raise FirmwareImageError("the image is gone")
+
+    ops.start = refuse  # type: ignore[method-assign]
+    rp.recovery = True
+    rp.crashed("watchdog")
+    assert rp.state is S.ERROR
+    assert [e.new for e in rp.history[-2:]] == [S.CRASHED, S.ERROR]

@@ -287,7 +287,7 @@ class RemoteProc:
                     f"{self.name} did not become {state} within {timeout} s (it is {self._state})"
                 )
 
-    def _transition(self, operation: str, reason: str = "") -> RprocState | None:
+    def _transition(self, operation: str) -> RprocState | None:
         """Check ``operation`` against the table; return the target state (None: no-op)."""
         with self._cond:
             return next_state(operation, self._state)
@@ -347,14 +347,15 @@ class RemoteProc:
         image.  The resource table is handled before the segments are placed, and
         written back into the remote's memory afterwards.
         """
-        self._transition("load")
+        target = self._transition("load")
         fw = firmware if isinstance(firmware, Firmware) else _elf_firmware(firmware)
         self.loading = fw
         try:
             self._load(fw)
         finally:
             self.loading = None
-        self._set_state(RprocState.READY, f"loaded {fw.name}")
+        if target is not None:
+            self._set_state(target, f"loaded {fw.name}")
 
     def _load(self, fw: Firmware) -> None:
         found = fw.rsc_table()
@@ -444,18 +445,22 @@ class RemoteProc:
         :meth:`recover`.
         """
         with self._cond:
-            if self._state not in (RprocState.RUNNING, RprocState.ATTACHED):
+            target = next_state("crash", self._state)
+            if target is None:  # a late report: stopped or crashed already
                 return
             self.crash_count += 1
-            self._set_state(RprocState.CRASHED, reason)
+            self._set_state(target, reason)
         if self.recovery:
             try:
                 self.recover()
             except OpenAMPError as exc:
                 log.error("%s: recovery failed: %s", self.name, exc)
-                if self.state is not RprocState.CRASHED:
-                    return
-                self._set_state(RprocState.ERROR, f"recovery failed: {exc}")
+                with self._cond:
+                    if self._state is not RprocState.CRASHED:
+                        return  # someone stopped it meanwhile
+                    failed = next_state("fail", self._state)
+                    if failed is not None:
+                        self._set_state(failed, f"recovery failed: {exc}")
 
     def exited(self, reason: str) -> None:
         """Report that the firmware ended by itself, cleanly (called by the platform).
@@ -463,9 +468,9 @@ class RemoteProc:
         A running remote becomes stopped; nothing else changes.
         """
         with self._cond:
-            if self._state not in (RprocState.RUNNING, RprocState.ATTACHED):
-                return
-            self._set_state(RprocState.STOPPED, reason)
+            target = next_state("exit", self._state)
+            if target is not None:  # None: a late report, nothing changes
+                self._set_state(target, reason)
 
     def recover(self) -> None:
         """Restart a crashed remote with the same firmware: crashed -> running.

@@ -2,8 +2,11 @@
 
 The C library's states (offline, configured, ready, running, suspended, error, stopped)
 extended with Linux's (crashed, attached, detached).  :data:`TRANSITIONS` maps an
-operation to ``{from_state: to_state}``; anything not listed is an illegal transition,
-refused with :class:`RemoteprocStateError`.  The docs render the same table.
+operation to ``{from_state: to_state}``; :data:`NO_OPS` lists where an operation is
+accepted and changes nothing; anything else is an illegal transition, refused with
+:class:`RemoteprocStateError`.  Every state change of :class:`RemoteProc` goes through
+:func:`next_state` — the user's operations and the platform's reports (``crash``,
+``exit``) alike — so this table is the whole truth, and the docs render it.
 """
 
 from __future__ import annotations
@@ -59,18 +62,27 @@ TRANSITIONS: dict[str, dict[RprocState, RprocState]] = {
         S.DETACHED: S.OFFLINE,
     },
     "crash": {S.RUNNING: S.CRASHED, S.ATTACHED: S.CRASHED},
+    "exit": {S.RUNNING: S.STOPPED, S.ATTACHED: S.STOPPED},
     "recover": {S.CRASHED: S.RUNNING},
     "attach": {S.OFFLINE: S.ATTACHED, S.DETACHED: S.ATTACHED},
     "detach": {S.RUNNING: S.DETACHED, S.ATTACHED: S.DETACHED},
-    "fail": {S.READY: S.ERROR, S.RUNNING: S.ERROR, S.ATTACHED: S.ERROR},
+    "fail": {S.READY: S.ERROR, S.RUNNING: S.ERROR, S.ATTACHED: S.ERROR, S.CRASHED: S.ERROR},
 }
 """operation -> {state it is allowed in: state it leads to}."""
+
+_LATE = frozenset(RprocState) - {S.RUNNING, S.ATTACHED}
 
 NO_OPS: dict[str, frozenset[RprocState]] = {
     "stop": frozenset({S.STOPPED, S.OFFLINE}),
     "shutdown": frozenset({S.OFFLINE}),
+    "crash": _LATE,
+    "exit": _LATE,
 }
-"""States in which an operation is accepted and does nothing (as in C)."""
+"""States in which an operation is accepted and does nothing (as in C).
+
+``crash`` and ``exit`` are reports from the platform (the remote died, or its firmware
+ended by itself); one that arrives after the remote was stopped or is already crashed
+is late and changes nothing."""
 
 
 class RemoteprocStateError(InvalidStateError):
