@@ -33,7 +33,7 @@ from __future__ import annotations
 import abc
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from ..errors import PeerGoneError, UsageError
 from .deadline import Deadline
@@ -145,7 +145,7 @@ class WaitStrategy(abc.ABC):
     """How to wait until ``ready()`` is true.  Subclasses implement :meth:`wait`."""
 
     #: The name :func:`wait_strategy` knows this strategy by.
-    name: str = ""
+    name: ClassVar[str] = ""
 
     @abc.abstractmethod
     def wait(

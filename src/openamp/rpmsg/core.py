@@ -310,7 +310,9 @@ class Endpoint:
         if not self.closed:
             self.device.destroy_endpoint(self)
 
-    close = destroy
+    def close(self) -> None:
+        """The same as :meth:`destroy` (for ``contextlib.closing`` and friends)."""
+        self.destroy()
 
     def _check_open(self) -> None:
         if self.closed:

@@ -23,6 +23,31 @@ Byte compatibility with the C library (see ``tests/conformance/``):
 While a sender waits for a free buffer it re-enables the notification it had suppressed
 (as Linux does), so it can block on the doorbell instead of polling, and it keeps
 processing incoming messages so two flooding peers cannot deadlock.
+
+The state of a device, and the rules that keep it
+-------------------------------------------------
+Everything that changes it lives in this file, for both roles; the role is decided once,
+in :meth:`RpmsgVirtioDevice._bind_role`, which picks the role's ring operations
+(publish transmit buffers, commit one, take received ones, give them back) so that the
+code below reads the same for driver and device.  Five pieces of per-device state decide
+what a call may do:
+
+* ``_dispatching`` is true exactly while :meth:`poll` delivers a batch.  Callbacks run
+  only then; a nested :meth:`poll` returns 0; sends made by callbacks are *staged*.
+* ``_staged`` holds transmit buffers filled by callbacks and not yet shown to the peer.
+  They are published :data:`STAGE_TX` at a time, before any other transmit buffer (so
+  the order on the wire is the order of the sends), and at the end of the batch.
+* ``_tx_kick_pending`` is true when something was published without a kick; the kick
+  goes out when the poll ends (one per batch) or before a sender starts waiting.
+* ``_current`` is the message a callback is running for (offset, size, index, view,
+  src, dst), None outside callbacks; ``_held`` is the :class:`RxBuffer` a callback
+  asked to keep, None outside callbacks and once the poll took it over.
+* ``_reclaimer`` holds free transmit buffers that are not in the ring: given back
+  unsent, or (device) taken from the ring ahead of use.  It is used first.
+
+The per-message path (:meth:`RpmsgVirtioDevice.send_offchannel`, the delivery loop of
+:meth:`_drain_rx`) is inlined on purpose (docs/performance.md); its readable twin is
+``tests/reference_rpmsg.py``, and a test proves the two leave the same bytes.
 """
 
 from __future__ import annotations
@@ -83,6 +108,32 @@ DEFAULT_FEATURES = (
 
 STAGE_TX = 16
 """Device: a callback's sends are published this many at a time (and when its poll ends)."""
+
+
+def _driver_commit(tvq: Virtqueue) -> Callable[[int, int, int], object]:
+    """Driver: one filled transmit buffer goes into a descriptor of its own."""
+    add = tvq.add_buffer
+    return lambda off, size, _head: add(off, size, False)
+
+
+def _device_commit(tvq: Virtqueue) -> Callable[[int, int, int], object]:
+    """Device: one filled transmit buffer goes back in the descriptor it came in."""
+    add = tvq.add_used
+    return lambda _off, size, head: add(head, size)
+
+
+def _return_device_rx(rvq: Virtqueue) -> Callable[[list[Buf], list[int]], None]:
+    """Device: give a received batch back in the used ring, except the held positions."""
+    put = rvq.put_used
+
+    def give_back(batch: list[Buf], held: list[int]) -> None:
+        if held:
+            kept = set(held)
+            batch = [buf for i, buf in enumerate(batch) if i not in kept]
+        if batch:
+            put(batch)
+
+    return give_back
 
 
 class ShmPool:
@@ -193,6 +244,7 @@ class RpmsgVirtioDevice(RpmsgDevice):
         self._current: tuple[int, int, int, memoryview, int, int] | None = None
         self._held: RxBuffer | None = None
         self._reclaimer: list[Buf] = []
+        self._tx_max = 0
         self.config = config or RpmsgVirtioConfig()
         if self._driver:
             if pool is None:
@@ -213,6 +265,7 @@ class RpmsgVirtioDevice(RpmsgDevice):
             self._tvq, self._rvq = vq0, vq1
             self._rx_size = 0
             self._tx_size = 0
+            self._bind_role()
             self._tvq.disable_cb()
             if self.features & (1 << VIRTIO_RPMSG_F_NS):
                 self._register_ns_endpoint()
@@ -236,6 +289,7 @@ class RpmsgVirtioDevice(RpmsgDevice):
         vq1.init_driver_ring()
         self._tx_allocated = 0
         self._rvq, self._tvq = vq0, vq1
+        self._bind_role()
         self._tvq.disable_cb()
         rx_size = self._rx_size
         for _ in range(self._rvq.num):
@@ -255,6 +309,34 @@ class RpmsgVirtioDevice(RpmsgDevice):
         if self.features & (1 << VIRTIO_RPMSG_F_NS) and RPMSG_NS_EPT_ADDR not in self._endpoints:
             self._register_ns_endpoint()
         transport.set_status(VIRTIO_CONFIG_STATUS_DRIVER_OK)
+
+    def _bind_role(self) -> None:
+        """Pick the role's ring operations once (the only role branch after set-up).
+
+        Called when the queues exist and the buffer sizes are known: at creation and
+        after :meth:`reset`.
+        """
+        tvq, rvq = self._tvq, self._rvq
+        if self._driver:
+            self._publish_tx: Callable[[list[Buf]], None] = partial(
+                tvq.post, length=self._tx_size, writable=False
+            )
+            self._commit_one: Callable[[int, int, int], object] = _driver_commit(tvq)
+            self._give_back_rx: Callable[[list[Buf]], None] = partial(
+                rvq.post, length=self._rx_size, writable=True
+            )
+            self._take_rx: Callable[[], list[Buf]] = partial(rvq.take_used, keep=True)
+            self._return_rx: Callable[[list[Buf], list[int]], None] = self._recycle_rx
+            self._get_tx_buffer: Callable[[bool], Buf | None] = self._driver_tx_buffer
+            self._tx_max = self._tx_size - RPMSG_HDR_SIZE
+        else:
+            self._publish_tx = tvq.put_used
+            self._commit_one = _device_commit(tvq)
+            self._give_back_rx = rvq.put_used
+            self._take_rx = rvq.take_avail
+            self._return_rx = _return_device_rx(rvq)
+            self._get_tx_buffer = self._device_tx_buffer
+            self._tx_max = 0x7FFFFFFF  # the device learns each buffer's size from the ring
 
     def _sizes_from_config(self) -> tuple[int, int]:
         """``(rx, tx)`` buffer sizes the device's config space gives (``F_BUFSZ``).
@@ -449,44 +531,44 @@ class RpmsgVirtioDevice(RpmsgDevice):
         If a message is malformed or a callback raises, the rest of the batch is still
         delivered and every buffer returned; then the first error is raised.
         """
-        rvq = self._rvq
         # (offset, size, index) of each buffer: the index is the used-ring slot on the
         # driver, the descriptor head on the device.  The driver's buffers are its own
         # size (the length in the used ring is the peer's word); the device's are what
         # their descriptors say (its own _rx_size is 0, so ``own_size or size`` picks).
-        driver = self._driver
         # The driver keeps the descriptors until the batch is done, then recycles them
-        # in the C receive loop's order (Virtqueue.recycle).
-        batch = rvq.take_used(keep=True) if driver else rvq.take_avail()
+        # in the C receive loop's order (Virtqueue.recycle, in _return_rx).
+        batch = self._take_rx()
         if not batch:
             return 0
         deliver = self._deliver
         own_size = self._rx_size
-        back: list[Buf] = []
+        held: list[int] = []  # positions in the batch of buffers a callback kept
         error: BaseException | None = None
-        for buf in batch:
-            off, size, idx = buf
+        for i, (off, size, idx) in enumerate(batch):
             try:
-                if deliver(off, own_size or size, idx):
-                    back.append(buf)
+                if not deliver(off, own_size or size, idx):
+                    held.append(i)
             except BaseException as exc:
                 error = error or exc
-                if self._take_held() is None:
-                    back.append(buf)
+                if self._take_held() is not None:
+                    held.append(i)
         try:
             if self._staged:  # answers first: the peer may be waiting for them
                 self._flush_staged()
         finally:
-            if not driver:
-                self._give_back(back)
-            elif len(back) == len(batch):
-                rvq.recycle(None, self._rx_size, True)
-            else:  # some were held: they free their descriptors and come back on release
-                ids = {id(buf) for buf in back}
-                rvq.recycle([id(buf) in ids for buf in batch], self._rx_size, True)
+            self._return_rx(batch, held)
         if error is not None:
             raise error
         return len(batch)
+
+    def _recycle_rx(self, batch: list[Buf], held: list[int]) -> None:
+        """Driver: re-post the buffers of ``batch`` except those at the ``held``
+        positions, which free their descriptors and come back on release."""
+        if not held:
+            self._rvq.recycle(None, self._rx_size, True)
+            return
+        kept = set(held)
+        self._rvq.recycle([i not in kept for i in range(len(batch))], self._rx_size, True)
 
     def _kick_tx(self) -> None:
         # Sends made by callbacks during a poll are kicked once, when the poll ends.
@@ -555,15 +637,6 @@ class RpmsgVirtioDevice(RpmsgDevice):
         held, self._held = self._held, None
         return held
 
-    def _give_back(self, bufs: list[Buf]) -> None:
-        """Return received ``(offset, size, index)`` buffers to the peer, one index write."""
-        if not bufs:
-            return
-        if self._driver:
-            self._rvq.post(bufs, self._rx_size, True)
-        else:
-            self._rvq.put_used(bufs)
-
     def hold_rx_buffer(self, ept: Endpoint) -> RxBuffer:
         """Keep the buffer being dispatched to ``ept`` past its callback."""
         cur = self._current
@@ -579,47 +652,54 @@ class RpmsgVirtioDevice(RpmsgDevice):
         """Give a held receive buffer back to the peer (C ``rpmsg_release_rx_buffer``)."""
         if self.closed:
             return
-        self._give_back([(buf.offset, buf.size, buf.index)])
+        self._give_back_rx([(buf.offset, buf.size, buf.index)])
         self._rvq.kick()
 
     # -- sending ------------------------------------------------------------------------------
 
-    def _get_tx_buffer(self, batch: bool = False) -> Buf | None:
-        """``(offset, size, head)`` of a free transmit buffer, or None (C ``get_tx_buffer``).
+    # ``_get_tx_buffer(batch)``, bound by _bind_role to one of the two below, gives
+    # ``(offset, size, head)`` of a free transmit buffer, or None (C ``get_tx_buffer``).
+    # Sources in the C library's order: buffers given back unsent, then (driver) the
+    # ones the device returned or (device) the ones the driver posted, then (driver) a
+    # new one from the pool.  The device takes every posted buffer at once and keeps
+    # them in ``_reclaimer``, oldest on top; the driver does so only with ``batch``
+    # (:meth:`send_offchannel_many`), so that single sends use descriptors exactly as
+    # the C library does.
 
-        Sources in the C library's order: buffers given back unsent, then (driver) the
-        ones the device returned or (device) the ones the driver posted, then (driver) a
-        new one from the pool.  The device takes every posted buffer at once and keeps
-        them in ``_reclaimer``, oldest on top; the driver does so only with ``batch``
-        (:meth:`send_offchannel_many`), so that single sends use descriptors exactly as
-        the C library does.
-        """
+    def _driver_tx_buffer(self, batch: bool) -> Buf | None:
+        """Driver: a free transmit buffer (see ``_get_tx_buffer``), or None."""
         rec = self._reclaimer
         if rec:
             return rec.pop()
         tvq = self._tvq
-        if self._driver:
-            if batch:
-                used = tvq.take_used()
-                if used:
-                    size = self._tx_size
-                    rec.extend([(off, size, -1) for off, _len, _slot in reversed(used)])
-                    return rec.pop()
-            else:
-                # One at a time, as C does: freeing several descriptors before reposting
-                # would reorder the free list and put buffers in other descriptors.
-                got = tvq.get_used()
-                if got is not None:
-                    return got[0], self._tx_size, -1
-            # C takes a pool buffer while a descriptor is free.  Buffers filled by a
-            # batch or reserved for a nocopy send hold no descriptor yet, so we count
-            # buffers instead: never more transmit buffers than descriptors.
-            if self._tx_allocated < tvq.num and self.pool is not None:
-                off = self.pool.get_buffer(self._tx_size)
-                if off is not None:
-                    self._tx_allocated += 1
-                    return off, self._tx_size, -1
-            return None
+        if batch:
+            used = tvq.take_used()
+            if used:
+                size = self._tx_size
+                rec.extend([(off, size, -1) for off, _len, _slot in reversed(used)])
+                return rec.pop()
+        else:
+            # One at a time, as C does: freeing several descriptors before reposting
+            # would reorder the free list and put buffers in other descriptors.
+            got = tvq.get_used()
+            if got is not None:
+                return got[0], self._tx_size, -1
+        # C takes a pool buffer while a descriptor is free.  Buffers filled by a
+        # batch or reserved for a nocopy send hold no descriptor yet, so we count
+        # buffers instead: never more transmit buffers than descriptors.
+        if self._tx_allocated < tvq.num and self.pool is not None:
+            off = self.pool.get_buffer(self._tx_size)
+            if off is not None:
+                self._tx_allocated += 1
+                return off, self._tx_size, -1
+        return None
+
+    def _device_tx_buffer(self, batch: bool) -> Buf | None:
+        """Device: a free transmit buffer (see ``_get_tx_buffer``), or None."""
+        rec = self._reclaimer
+        if rec:
+            return rec.pop()
+        tvq = self._tvq
         avail = tvq.take_avail()
         if not avail:
             return None
@@ -654,7 +734,7 @@ class RpmsgVirtioDevice(RpmsgDevice):
         quiet = not self._dispatching
         try:
             while True:
-                buf = self._get_tx_buffer()
+                buf = self._get_tx_buffer(False)
                 if buf is not None:
                     break
                 if not self._dispatching and rvq.has_pending():
@@ -683,12 +763,9 @@ class RpmsgVirtioDevice(RpmsgDevice):
 
     def _commit_tx(self, off: int, size: int, head: int) -> None:
         """Publish one filled transmit buffer (after any staged ones, to keep the order)."""
-        if self._driver:
-            self._tvq.add_buffer(off, size, False)
-        else:
-            if self._staged:
-                self._publish(self._staged)
-            self._tvq.add_used(head, size)
+        if self._staged:
+            self._publish(self._staged)
+        self._commit_one(off, size, head)
 
     def send_offchannel(
         self, src: int, dst: int, data: bytes | bytearray | memoryview, timeout: float | None
@@ -703,11 +780,14 @@ class RpmsgVirtioDevice(RpmsgDevice):
         if self.closed:
             raise InvalidStateError("the rpmsg device is closed")
         n = len(data)
-        if self._driver and n > self._tx_size - RPMSG_HDR_SIZE:
-            raise PayloadTooLargeError(n, self._tx_size - RPMSG_HDR_SIZE)
-        # The per-message path of every echo: calls are inlined (see docs/performance.md).
+        if n > self._tx_max:  # the driver knows its size before it takes a buffer
+            raise PayloadTooLargeError(n, self._tx_max)
+        # The per-message path of every echo: calls are inlined (see docs/performance.md;
+        # tests/reference_rpmsg.py is the readable twin).
         rec = self._reclaimer
-        buf = (rec.pop() if rec else self._get_tx_buffer()) or self._wait_tx_buffer(timeout)
+        buf = rec.pop() if rec else self._get_tx_buffer(False)
+        if buf is None:
+            buf = self._wait_tx_buffer(timeout)
         off, size, head = buf
         if n > size - RPMSG_HDR_SIZE:
             rec.append(buf)
@@ -721,11 +801,9 @@ class RpmsgVirtioDevice(RpmsgDevice):
         if not self._dispatching:
             self._commit_tx(off, size, head)
             self._tvq.kick()
-        elif self._driver:  # a callback's send is kicked once, when the poll ends
-            self._tvq.add_buffer(off, size, False)
-            self._tx_kick_pending = True
         else:
-            # The device publishes a callback's sends STAGE_TX at a time (see _staged).
+            # A callback's sends are published STAGE_TX at a time and kicked once, when
+            # the poll ends (see _staged).
             staged = self._staged
             staged.append(buf)
             if len(staged) >= STAGE_TX:
@@ -807,13 +885,9 @@ class RpmsgVirtioDevice(RpmsgDevice):
 
     def _publish(self, pending: list[Buf]) -> None:
         """Hand filled transmit buffers to the peer with one index update; clears the list."""
-        if not pending:
-            return
-        if self._driver:
-            self._tvq.post(pending, self._tx_size, False)
-        else:
-            self._tvq.put_used(pending)
-        pending.clear()
+        if pending:
+            self._publish_tx(pending)
+            pending.clear()
 
     def _trace_tx(self, off: int, size: int, head: int, src: int, dst: int, n: int) -> None:
         assert self.trace is not None
@@ -837,7 +911,7 @@ class RpmsgVirtioDevice(RpmsgDevice):
         """Reserve a transmit buffer for ``ept`` to fill in place."""
         if self.closed:
             raise InvalidStateError("the rpmsg device is closed")
-        off, size, head = self._get_tx_buffer() or self._wait_tx_buffer(timeout)
+        off, size, head = self._get_tx_buffer(False) or self._wait_tx_buffer(timeout)
         return TxBuffer(self, ept, off, size, head)
 
     def send_nocopy(self, buf: TxBuffer, src: int, dst: int, length: int) -> None:
