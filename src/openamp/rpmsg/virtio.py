@@ -110,18 +110,6 @@ STAGE_TX = 16
 """Device: a callback's sends are published this many at a time (and when its poll ends)."""
 
 
-def _driver_commit(tvq: Virtqueue) -> Callable[[int, int, int], object]:
-    """Driver: one filled transmit buffer goes into a descriptor of its own."""
-    add = tvq.add_buffer
-    return lambda off, size, _head: add(off, size, False)
-
-
-def _device_commit(tvq: Virtqueue) -> Callable[[int, int, int], object]:
-    """Device: one filled transmit buffer goes back in the descriptor it came in."""
-    add = tvq.add_used
-    return lambda _off, size, head: add(head, size)
-
-
 def _return_device_rx(rvq: Virtqueue) -> Callable[[list[Buf], list[int]], None]:
     """Device: give a received batch back in the used ring, except the held positions."""
     put = rvq.put_used
@@ -321,7 +309,7 @@ class RpmsgVirtioDevice(RpmsgDevice):
             self._publish_tx: Callable[[list[Buf]], None] = partial(
                 tvq.post, length=self._tx_size, writable=False
             )
-            self._commit_one: Callable[[int, int, int], object] = _driver_commit(tvq)
+            self._commit_tx: Callable[[int, int, int], None] = self._commit_tx_driver
             self._give_back_rx: Callable[[list[Buf]], None] = partial(
                 rvq.post, length=self._rx_size, writable=True
             )
@@ -331,7 +319,7 @@ class RpmsgVirtioDevice(RpmsgDevice):
             self._tx_max = self._tx_size - RPMSG_HDR_SIZE
         else:
             self._publish_tx = tvq.put_used
-            self._commit_one = _device_commit(tvq)
+            self._commit_tx = self._commit_tx_device
             self._give_back_rx = rvq.put_used
             self._take_rx = rvq.take_avail
             self._return_rx = _return_device_rx(rvq)
@@ -761,11 +749,20 @@ class RpmsgVirtioDevice(RpmsgDevice):
         self._rvq.enable_cb()
         return self._tx_ready()
 
-    def _commit_tx(self, off: int, size: int, head: int) -> None:
-        """Publish one filled transmit buffer (after any staged ones, to keep the order)."""
+    # ``_commit_tx(off, size, head)``, bound by _bind_role: publish one filled transmit
+    # buffer, after any staged ones (to keep the order).
+
+    def _commit_tx_driver(self, off: int, size: int, head: int) -> None:
+        """Driver: the buffer goes into a descriptor of its own."""
         if self._staged:
             self._publish(self._staged)
-        self._commit_one(off, size, head)
+        self._tvq.add_buffer(off, size, False)
+
+    def _commit_tx_device(self, off: int, size: int, head: int) -> None:
+        """Device: the buffer goes back in the descriptor it came in."""
+        if self._staged:
+            self._publish(self._staged)
+        self._tvq.add_used(head, size)
 
     def send_offchannel(
         self, src: int, dst: int, data: bytes | bytearray | memoryview, timeout: float | None
