@@ -39,10 +39,15 @@ from ..errors import (
 from ..metal.io import IoRegion
 from ..virtio.ring import vring_size
 from .rsc_table import (
+    CARVEOUT_DA_OFFSET,
+    CARVEOUT_PA_OFFSET,
     FW_RSC_ADDR_ANY,
     RSC_NOTIFY_ID_ANY,
+    VDEV_NOTIFYID_OFFSET,
     VDEV_VRING,
     VDEV_VRINGS_OFFSET,
+    VRING_DA_OFFSET,
+    VRING_NOTIFYID_OFFSET,
     Carveout,
     Devmem,
     ResourceTable,
@@ -61,10 +66,6 @@ log = logging.getLogger("openamp.remoteproc")
 
 _U32 = struct.Struct("<I")
 
-# field offsets inside entries, for patching the table in place
-_CARVEOUT_DA, _CARVEOUT_PA = 4, 8
-_VDEV_NOTIFYID = 8
-_VRING_DA, _VRING_NOTIFYID = 0, 12
 MAX_NOTIFY_IDS = 64
 """The C library tracks notify ids in one 64-bit bitmap."""
 
@@ -526,8 +527,8 @@ class RemoteProc:
             try:
                 if isinstance(entry, Carveout):
                     m = self.mmap(pa=entry.pa, da=entry.da, size=entry.len)
-                    _U32.pack_into(raw, offset + _CARVEOUT_DA, m.da)
-                    _U32.pack_into(raw, offset + _CARVEOUT_PA, m.pa)
+                    _U32.pack_into(raw, offset + CARVEOUT_DA_OFFSET, m.da)
+                    _U32.pack_into(raw, offset + CARVEOUT_PA_OFFSET, m.pa)
                     out.carveouts.append(
                         Mapping(m.pa, m.da, m.size, m.region, m.offset, entry.name)
                     )
@@ -570,16 +571,16 @@ class RemoteProc:
                     return candidate
             raise ResourceTableError(f"no notify id left (all {MAX_NOTIFY_IDS} in use)")
 
-        _U32.pack_into(raw, offset + _VDEV_NOTIFYID, allocate(entry.notifyid))
+        _U32.pack_into(raw, offset + VDEV_NOTIFYID_OFFSET, allocate(entry.notifyid))
         for k, vring in enumerate(entry.vrings):
             at = offset + VDEV_VRINGS_OFFSET + VDEV_VRING.size * k
             size = vring_size(vring.num, vring.align) if vring.num and vring.align else 0
             if vring.da == FW_RSC_ADDR_ANY:
                 m = self.mmap(size=max(size, 1))
-                _U32.pack_into(raw, at + _VRING_DA, m.da)
+                _U32.pack_into(raw, at + VRING_DA_OFFSET, m.da)
             elif size:
                 self.mmap(da=vring.da, size=size)
-            _U32.pack_into(raw, at + _VRING_NOTIFYID, allocate(vring.notifyid))
+            _U32.pack_into(raw, at + VRING_NOTIFYID_OFFSET, allocate(vring.notifyid))
         parsed = ResourceTable.parse(raw)
         vdev = parsed.entries[parsed.offsets.index(offset)]
         assert isinstance(vdev, Vdev)

@@ -43,6 +43,8 @@ from ..virtio.ring import vring_size
 
 __all__ = [
     "CARVEOUT",
+    "CARVEOUT_DA_OFFSET",
+    "CARVEOUT_PA_OFFSET",
     "DEVMEM",
     "FW_RSC_ADDR_ANY",
     "NAME_SIZE",
@@ -69,6 +71,8 @@ __all__ = [
     "VDEV_VRINGS_OFFSET",
     "VENDOR",
     "VIRTIO_ID_RPMSG",
+    "VRING_DA_OFFSET",
+    "VRING_NOTIFYID_OFFSET",
     "Carveout",
     "Devmem",
     "Entry",
@@ -190,6 +194,23 @@ VDEV_STATUS_OFFSET = _VDEV_OFFSETS["status"]
 VDEV_NUM_VRINGS_OFFSET = _VDEV_OFFSETS["num_of_vrings"]
 VDEV_VRINGS_OFFSET = VDEV.size
 
+_CARVEOUT_OFFSETS = _field_offsets(
+    CARVEOUT, ("type", "da", "pa", "len", "flags", "reserved", "name")
+)
+CARVEOUT_DA_OFFSET = _CARVEOUT_OFFSETS["da"]
+"""Offset of ``da`` in a carveout entry (the host writes the address it chose)."""
+CARVEOUT_PA_OFFSET = _CARVEOUT_OFFSETS["pa"]
+_VRING_OFFSETS = _field_offsets(VDEV_VRING, ("da", "align", "num", "notifyid", "reserved"))
+VRING_DA_OFFSET = _VRING_OFFSETS["da"]
+"""Offsets inside one ``fw_rsc_vdev_vring`` (the host fills in da and notify id)."""
+VRING_NOTIFYID_OFFSET = _VRING_OFFSETS["notifyid"]
+
+assert (CARVEOUT_DA_OFFSET, CARVEOUT_PA_OFFSET, VRING_DA_OFFSET, VRING_NOTIFYID_OFFSET) == (
+    4,
+    8,
+    0,
+    12,
+), "carveout/vring layout drifted from the C/Linux fw_rsc_carveout/fw_rsc_vdev_vring"
 assert (
     VDEV_NOTIFYID_OFFSET,
     VDEV_DFEATURES_OFFSET,

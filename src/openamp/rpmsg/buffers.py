@@ -1,14 +1,40 @@
-"""Handles for zero-copy buffers: a reserved transmit buffer and a held receive buffer."""
+"""Handles for zero-copy buffers: a reserved transmit buffer and a held receive buffer.
+
+The handles know their owner only through :class:`BufferOwner`, the four calls they
+make, so any transport can hand them out (the virtio one does today) and this module
+imports nothing of the transports: the rpmsg package's graph is
+``wire <- buffers <- core <- virtio``.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from ..errors import InvalidStateError
+from .wire import RPMSG_HDR_SIZE
 
 if TYPE_CHECKING:
     from .core import Endpoint
-    from .virtio import RpmsgVirtioDevice
+
+
+class BufferOwner(Protocol):
+    """What a transport gives the buffer handles it hands out."""
+
+    def buffer_view(self, offset: int, length: int) -> memoryview:
+        """A writable view of ``length`` bytes of shared memory at ``offset``."""
+        ...
+
+    def send_nocopy(self, buf: TxBuffer, src: int, dst: int, length: int) -> None:
+        """Send the first ``length`` payload bytes of the reserved buffer ``buf``."""
+        ...
+
+    def release_tx_buffer(self, buf: TxBuffer) -> None:
+        """Take back a reserved buffer unsent."""
+        ...
+
+    def release_rx_buffer(self, buf: RxBuffer) -> None:
+        """Give a held receive buffer back to the peer."""
+        ...
 
 
 class TxBuffer:
@@ -22,15 +48,15 @@ class TxBuffer:
     __slots__ = ("_device", "_state", "capacity", "data", "endpoint", "head", "offset", "size")
 
     def __init__(
-        self, device: RpmsgVirtioDevice, endpoint: Endpoint, offset: int, size: int, head: int
+        self, device: BufferOwner, endpoint: Endpoint, offset: int, size: int, head: int
     ) -> None:
         self._device = device
         self.endpoint = endpoint
         self.offset = offset
         self.size = size
         self.head = head
-        self.capacity = size - 16
-        self.data = device.buffer_view(offset + 16, self.capacity)
+        self.capacity = size - RPMSG_HDR_SIZE
+        self.data = device.buffer_view(offset + RPMSG_HDR_SIZE, self.capacity)
         self._state = "reserved"
 
     def send(self, length: int, dst: int | None = None, src: int | None = None) -> int:
@@ -76,7 +102,7 @@ class RxBuffer:
 
     def __init__(
         self,
-        device: RpmsgVirtioDevice,
+        device: BufferOwner,
         offset: int,
         size: int,
         index: int,
