@@ -20,6 +20,14 @@ from openamp.metal.shm import unique_name
 from openamp.platform import EVENT_PATH, SHM_NAME
 
 OURS = ["/dev/shm/openamp-*", "/tmp/openamp-*"]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--mypyc",
+        action="store_true",
+        help="also compile the hot modules with mypyc and run the rpmsg tests on them (35 s)",
+    )
 FIXED = [f"/dev/shm/{SHM_NAME}", EVENT_PATH]
 LOCK = "/tmp/pyopenamp-fixed-names.lock"
 
