@@ -273,9 +273,9 @@ def _mailbox_parent(
         parent.set_cells("interrupt-parent", [system.gic.phandle])
     parent.set_cells("interrupts", list(ch.host_ipi.interrupts))
     parent.set_cells("xlnx,ipi-id", [ch.host_ipi.ipi_id])
-    cells = 2 if upstream else 1
-    parent.set_cells("#address-cells", [cells])
-    parent.set_cells("#size-cells", [cells])
+    # Two cells, as the root: Lopper 2022 wrote 1 with an empty ranges (dtc warns).
+    parent.set_cells("#address-cells", [2])
+    parent.set_cells("#size-cells", [2])
     parent.set_flag("ranges")
     tree.ensure_phandle(parent)
     return parent
@@ -290,14 +290,11 @@ def _mailbox(system: System, tree: DeviceTree, ch: Channel, upstream: bool) -> i
     remote_req, remote_rsp = ch.remote_to_host
     regions = (local_req, local_rsp, remote_req, remote_rsp)
     label = f"ipi_mailbox_rpu{ch.core}"
-    name = f"mailbox@{local_req:x}" if upstream else label
-    node = parent.add(Node(name))
+    node = parent.add(Node(f"mailbox@{local_req:x}"))
     node.labels.append(label)
     if upstream:
         node.set_strings("compatible", "xlnx,zynqmp-ipi-dest-mailbox")
-        node.set_cells("reg", [v for r in regions for v in (0, r, 0, _IPI_REGION)])
-    else:
-        node.set_cells("reg", [v for r in regions for v in (r, _IPI_REGION)])
+    node.set_cells("reg", [v for r in regions for v in (0, r, 0, _IPI_REGION)])
     node.set_strings(
         "reg-names",
         "local_request_region",
