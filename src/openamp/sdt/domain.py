@@ -149,11 +149,12 @@ def _finish(y: Y, seen: set[int]) -> None:
     if y.is_list:
         spliced: list[Y] = []
         for item in y.value:
-            _finish(item, seen)
-            merged = item.get(MERGE_PLUS) if item.is_map and len(item.items) == 1 else None
-            if merged is not None and merged.is_list:
+            merged = item.items[0][1] if item.is_map and len(item.items) == 1 else None
+            if merged is not None and item.items[0][0] == MERGE_PLUS and merged.is_list:
+                _finish(merged, seen)
                 spliced.extend(merged.value)
             else:
+                _finish(item, seen)
                 spliced.append(item)
         y.value[:] = spliced
         return
@@ -314,6 +315,7 @@ class _Relation:
     elfload: list[str] = field(default_factory=list)
     carveouts: list[str] = field(default_factory=list)
     mbox: str | None = None
+    mbox_at: Located | None = None
     native: bool = False
 
 
@@ -392,7 +394,16 @@ def _rpmsg_relations(rel: Y, role_key: str) -> list[_Relation]:
             mbox_y = node.get("mbox")
             native_y = node.get("openamp-xlnx-native")
         mbox = _str(mbox_y, "mbox") if mbox_y is not None else None
-        out.append(_Relation(peer, node.at, carveouts=carve, mbox=mbox, native=_truthy(native_y)))
+        out.append(
+            _Relation(
+                peer,
+                node.at,
+                carveouts=carve,
+                mbox=mbox,
+                mbox_at=mbox_y.at if mbox_y is not None else None,
+                native=_truthy(native_y),
+            )
+        )
     return out
 
 
@@ -502,6 +513,8 @@ def parse_domain(text: str, file: str = "<yaml>") -> DomainSpec:
                 rpmsg=tuple(msg.carveouts) if msg is not None else (),
                 host_mbox=msg.mbox if msg is not None else None,
                 remote_mbox=back[0].mbox if back else None,
+                host_mbox_at=msg.mbox_at if msg is not None else None,
+                remote_mbox_at=back[0].mbox_at if back else None,
                 native=msg.native if msg is not None else False,
                 at=rel.at,
             )

@@ -103,6 +103,8 @@ class ChannelSpec:
     remote_mbox: str | None
     native: bool
     at: Located = field(compare=False)
+    host_mbox_at: Located | None = field(default=None, compare=False)
+    remote_mbox_at: Located | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 
 from .fdt import DeviceTree, Node
-from .model import Carveout, ChannelSpec, DescriptionError, DomainSpec
+from .model import Carveout, ChannelSpec, DescriptionError, DomainSpec, Located
 
 __all__ = [
     "LOPPER_2022_VECTORS",
@@ -196,11 +196,14 @@ def _ipi(tree: DeviceTree, node: Node) -> IpiAgent:
     )
 
 
-def _ipi_node(tree: DeviceTree, name: str, spec: ChannelSpec) -> tuple[Node, Node | None]:
+def _ipi_node(
+    tree: DeviceTree, name: str, spec: ChannelSpec, at: Located | None
+) -> tuple[Node, Node | None]:
     """(controller, destination child or None) for a mailbox named in the YAML."""
+    where = at or spec.at
     node = tree.resolve(name)
     if node is None:
-        raise spec.at.error(f"mbox {name!r} names no label, path or unique node in {tree.source}")
+        raise where.error(f"mbox {name!r} names no label, path or unique node in {tree.source}")
     if node.has("reg") and node.has("xlnx,ipi-bitmask") and node.cell("xlnx,ipi-id") is not None:
         return node, None
     parent = node.parent
@@ -211,7 +214,7 @@ def _ipi_node(tree: DeviceTree, name: str, spec: ChannelSpec) -> tuple[Node, Nod
         and parent.has("xlnx,ipi-bitmask")
     ):
         return parent, node
-    raise spec.at.error(
+    raise where.error(
         f"mbox {name!r} is {node.path} in {tree.source}, which is neither an IPI agent "
         "(reg, xlnx,ipi-id, xlnx,ipi-bitmask) nor one of its destination children"
     )
@@ -370,8 +373,8 @@ def resolve(domain: DomainSpec, tree: DeviceTree, *, binding: str | None = None)
                     f"rpmsg to {spec.remote!r} needs an mbox on both sides: the host's "
                     "rpmsg-relation and the remote domain's (with host: ...)"
                 )
-            h_ctl, h_dest = _ipi_node(tree, spec.host_mbox, spec)
-            r_ctl, _ = _ipi_node(tree, spec.remote_mbox, spec)
+            h_ctl, h_dest = _ipi_node(tree, spec.host_mbox, spec, spec.host_mbox_at)
+            r_ctl, _ = _ipi_node(tree, spec.remote_mbox, spec, spec.remote_mbox_at)
             if h_dest is not None and h_dest.cell("xlnx,ipi-id") != r_ctl.cell("xlnx,ipi-id"):
                 raise spec.at.error(
                     f"host mbox {spec.host_mbox!r} points at IPI {h_dest.cell('xlnx,ipi-id')}, "
