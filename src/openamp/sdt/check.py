@@ -651,7 +651,7 @@ def _compare(claims: _Claims, fixes: dict[str, str], report: Report) -> None:
                 Finding(
                     f"R5 core {core} {what}: {ref.file} says {ref.value:#x} ({ref.how}), "
                     f"{c.file} says {c.value:#x} ({c.how})",
-                    f"{c.file}: {fixes[c.file]}",
+                    f"{c.file}: {fixes[c.file].replace('<core>', str(core))}",
                 )
             )
 
