@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rsc": ("rsc", "show, check and build resource tables"),
     "rproc": ("rproc", "boot and manage remote processors"),
     "rpmsg": ("rpmsg", "rpmsg channels and endpoints on a board (the kernel's rpmsg_char/ctrl)"),
+    "sdt": ("sdt", "generate and check a system's files from one domain YAML (Lopper's)"),
 }
 
 

@@ -20,7 +20,9 @@ DEMO_NAMES = ("echo", "matrix", "proxy", "rpc", "sample")
 machine (a test keeps the two equal)."""
 
 
-FAMILIES: dict[str, tuple[str, str]] = {}
+FAMILIES: dict[str, tuple[str, str]] = {
+    "sdt": ("demo_sdt", "echo traffic on machine files from `openamp sdt generate`"),
+}
 """Demo family name -> (module in ``openamp.cli``, one-line description)."""
 
 

@@ -163,7 +163,7 @@ class SharedMemoryMachine:
         if self.socket_role != "server" or self._server is not None:
             return
         self.shm = SharedMemory.open(self.shm_name, self.layout.shm_size, create=True)
-        self._region = self.shm.region(name=self.shm_name)
+        self._region = self.shm.region(self.layout.phys_base, name=self.shm_name)
         table = self.layout.resource_table().to_bytes()
         self._region.write_block(self.layout.rsc_offset, table)
         self._server = UnixSocketServer(self.event_path)
@@ -187,7 +187,7 @@ class SharedMemoryMachine:
             else:
                 self.doorbell = UnixSocketDoorbell.connect(self.event_path, timeout)
                 self.shm = SharedMemory.open(self.shm_name, self.layout.shm_size, create=False)
-                self._region = self.shm.region(name=self.shm_name)
+                self._region = self.shm.region(self.layout.phys_base, name=self.shm_name)
             region = self._region
             assert region is not None and self.doorbell is not None
             doorbell = self.doorbell
@@ -205,7 +205,7 @@ class SharedMemoryMachine:
             self._rpmsg = RpmsgVirtioDevice(
                 transport,
                 shm=region,
-                pool=ShmPool(self.layout.pool_base, self.layout.pool_size) if driver else None,
+                pool=ShmPool(self.layout.pool_offset, self.layout.pool_size) if driver else None,
                 config=self.config,
                 waiter=DoorbellWaiter(doorbell, self.strategy),
                 ns_bind_cb=self._ns_bind_cb,
