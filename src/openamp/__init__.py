@@ -7,8 +7,10 @@ the Linux kernel, plus simulation, inspection and benchmarking tools.
 from .errors import (
     AddressExhaustedError,
     AddressInUseError,
+    DeviceGoneError,
     EndpointClosedError,
     EndpointNotBoundError,
+    EndpointUnboundError,
     FirmwareImageError,
     InvalidStateError,
     MessageError,
@@ -44,8 +46,10 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "AddressExhaustedError",
     "AddressInUseError",
+    "DeviceGoneError",
     "EndpointClosedError",
     "EndpointNotBoundError",
+    "EndpointUnboundError",
     "FirmwareImageError",
     "InvalidStateError",
     "MessageError",

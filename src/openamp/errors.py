@@ -21,6 +21,11 @@ from __future__ import annotations
 class OpenAMPError(Exception):
     """Base class of every error pyopenamp raises on purpose."""
 
+    sent: int | None = None
+    """Set on an error raised by a batch send (``send_many``): how many messages of the
+    batch were sent before it, so ``payloads[sent:]`` resumes without duplicates or
+    losses.  None for every other error."""
+
 
 # -- the caller's fault ------------------------------------------------------------------
 
@@ -138,6 +143,19 @@ class SendTimeoutError(NoBufferError, OpenAMPTimeoutError):
 
 class PeerGoneError(OpenAMPError, ConnectionError):
     """The peer disconnected (its doorbell socket closed) or its device was reset."""
+
+
+class EndpointUnboundError(PeerGoneError):
+    """The peer destroyed the service this endpoint was bound to (an NS destroy).
+
+    The endpoint stays; ``wait_bound(timeout)`` waits for the service to be announced
+    again (a restarted remote re-announces it).
+    """
+
+
+class DeviceGoneError(PeerGoneError):
+    """The rpmsg device was closed because its peer went away (the remote stopped,
+    crashed or is being recovered), not by you."""
 
 
 class TransportStoppedError(PeerGoneError, RingError):

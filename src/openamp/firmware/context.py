@@ -14,14 +14,14 @@ import signal
 from collections.abc import Iterator
 from types import FrameType
 
-from ..errors import OpenAMPError, UsageError
+from ..errors import OpenAMPError, ResourceTableError, UsageError
 from ..metal.doorbell import UnixSocketDoorbell
 from ..metal.io import IoRegion
 from ..metal.shm import SharedMemory
 from ..metal.wait import DoorbellWaiter, wait_strategy
-from ..remoteproc.rsc_table import RSC_VDEV, ResourceTable, Trace
+from ..remoteproc.rsc_table import RSC_VDEV, Carveout, ResourceTable, Trace
 from ..remoteproc.virtio import RscVdevTransport
-from ..rpmsg.virtio import RpmsgVirtioDevice
+from ..rpmsg.virtio import RpmsgVirtioDevice, ShmPool
 from ..virtio.virtqueue import Role
 
 
@@ -36,6 +36,19 @@ class _TraceHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         level = "" if record.levelno <= logging.INFO else f"{record.levelname.lower()}: "
         self.ctx.trace(f"{self.prefix}: {level}{record.getMessage()}")
+
+
+def _buffer_pool(table: ResourceTable, region: IoRegion) -> ShmPool | None:
+    """The ``vdev0buffer`` carveout, where every buffer the host posts must lie."""
+    for entry in table.entries:
+        if isinstance(entry, Carveout) and entry.name == "vdev0buffer":
+            if entry.da + entry.len > region.size:
+                raise ResourceTableError(
+                    f"carveout vdev0buffer [{entry.da:#x}, +{entry.len:#x}) is outside the "
+                    f"firmware's memory ({region.size:#x} bytes)"
+                )
+            return ShmPool(entry.da, entry.len)
+    return None
 
 
 def _env(name: str) -> str:
@@ -98,6 +111,7 @@ class FirmwareContext:
             rpmsg = RpmsgVirtioDevice(
                 transport,
                 shm=region,
+                pool=_buffer_pool(table, region),
                 waiter=DoorbellWaiter(doorbell, wait_strategy(wait)),
                 ready_timeout=timeout,
             )

@@ -127,6 +127,7 @@ class InProcessPair:
         dev = RpmsgVirtioDevice(
             self._transport(Role.DEVICE),
             shm=self.region,
+            pool=ShmPool(self.layout.pool_offset, self.layout.pool_size),
             waiter=_PumpWaiter(self, Role.DEVICE) if blocking else None,
             ns_bind_cb=ns_bind_cb,
             ready_timeout=0,

@@ -66,16 +66,15 @@ def rpmsg_on_link(
     """An rpmsg device on a vdev link that remoteproc handed out (remoteproc -> rpmsg).
 
     The driver (host) side takes its buffers from the link's ``vdev<N>buffer``
-    carveout; the device side uses what the driver posts.
+    carveout; the device side uses what the driver posts, and only inside that carveout
+    when the table has one.
     """
-    pool = None
-    if link.transport.role is Role.DRIVER:
-        carve = link.buffers
-        if carve is None:
-            raise ResourceTableError(
-                f"no carveout named 'vdev{link.index}buffer' for the rpmsg buffers"
-            )
-        pool = ShmPool(carve.offset, carve.size)
+    carve = link.buffers
+    if carve is None and link.transport.role is Role.DRIVER:
+        raise ResourceTableError(
+            f"no carveout named 'vdev{link.index}buffer' for the rpmsg buffers"
+        )
+    pool = None if carve is None else ShmPool(carve.offset, carve.size)
     return RpmsgVirtioDevice(
         link.transport,
         shm=link.ring_io,
@@ -201,11 +200,10 @@ class SharedMemoryMachine:
                 role=self.role,
                 notify=lambda _notifyid: doorbell.kick(),
             )
-            driver = self.role is Role.DRIVER
             self._rpmsg = RpmsgVirtioDevice(
                 transport,
                 shm=region,
-                pool=ShmPool(self.layout.pool_offset, self.layout.pool_size) if driver else None,
+                pool=ShmPool(self.layout.pool_offset, self.layout.pool_size),
                 config=self.config,
                 waiter=DoorbellWaiter(doorbell, self.strategy),
                 ns_bind_cb=self._ns_bind_cb,

@@ -37,8 +37,10 @@ from typing import TYPE_CHECKING, Protocol
 from ..errors import (
     AddressExhaustedError,
     AddressInUseError,
+    DeviceGoneError,
     EndpointClosedError,
     EndpointNotBoundError,
+    EndpointUnboundError,
     InvalidStateError,
     MessageError,
     OpenAMPError,
@@ -180,11 +182,7 @@ class Endpoint:
         """
         dst = self.dest_addr
         if dst == RPMSG_ADDR_ANY:
-            self._check_open()
-            raise EndpointNotBoundError(
-                f"endpoint {self.name!r} at {self.addr:#x} has no peer address yet; "
-                "wait_bound() or use sendto()"
-            )
+            raise self._not_bound()
         return self.device.send_offchannel(self.addr, dst, data, timeout)
 
     def sendto(
@@ -217,13 +215,14 @@ class Endpoint:
         Like every blocking send it keeps receiving: messages that arrive meanwhile are
         delivered (callbacks run, queues fill) before it returns, and the peer is asked
         not to notify us for them while the batch is being filled.
+
+        When it fails part way (no buffer within ``timeout``, a payload too large, the
+        peer gone), the messages before the failure are sent, and the error's ``sent``
+        attribute says how many: resume with ``payloads[exc.sent:]``.
         """
         dst = self.dest_addr
         if dst == RPMSG_ADDR_ANY:
-            self._check_open()
-            raise EndpointNotBoundError(
-                f"endpoint {self.name!r} at {self.addr:#x} has no peer address yet"
-            )
+            raise self._not_bound()
         return self.device.send_offchannel_many(self.addr, dst, payloads, timeout)
 
     def recv_many(self, max_count: int = 0, timeout: float | None = None) -> list[bytes]:
@@ -318,6 +317,19 @@ class Endpoint:
         if self.closed:
             raise EndpointClosedError(f"endpoint {self.name!r} at {self.addr:#x} is destroyed")
 
+    def _not_bound(self) -> OpenAMPError:
+        """Why a send to the bound peer cannot go: whose fault it is decides the type."""
+        self._check_open()
+        if self.unbound:
+            return EndpointUnboundError(
+                f"the peer destroyed service {self.name!r} that endpoint {self.addr:#x} was "
+                "bound to (NS destroy); wait_bound() for it to be announced again"
+            )
+        return EndpointNotBoundError(
+            f"endpoint {self.name!r} at {self.addr:#x} has no peer address yet; "
+            "wait_bound() or use sendto()"
+        )
+
 
 class RpmsgDevice:
     """Endpoints and name service over some transport (abstract; see the virtio one)."""
@@ -338,6 +350,9 @@ class RpmsgDevice:
         self.services: dict[str, int] = {}
         """Services the peer announced and has not destroyed: name -> remote address."""
         self.closed = False
+        self.gone_reason = ""
+        """Why the device was closed, when its peer's departure closed it (see
+        :meth:`peer_gone`); empty when open or closed by its user."""
         self.dropped = 0
         """Messages for unknown addresses that were dropped (as the C library does)."""
         self._endpoints: dict[int, Endpoint] = {}
@@ -364,11 +379,18 @@ class RpmsgDevice:
         payloads: Iterable[bytes | bytearray | memoryview],
         timeout: float | None,
     ) -> int:
-        """Send several payloads; a transport may notify the peer once per batch."""
+        """Send several payloads; a transport may notify the peer once per batch.
+
+        An error carries ``sent``: how many were sent before it (see
+        :meth:`Endpoint.send_many`)."""
         sent = 0
-        for data in payloads:
-            self.send_offchannel(src, dst, data, timeout)
-            sent += 1
+        try:
+            for data in payloads:
+                self.send_offchannel(src, dst, data, timeout)
+                sent += 1
+        except OpenAMPError as exc:
+            exc.sent = sent
+            raise
         return sent
 
     def get_tx_buffer(self, ept: Endpoint, timeout: float | None) -> TxBuffer:
@@ -458,7 +480,7 @@ class RpmsgDevice:
         receives messages; without one they queue for :meth:`Endpoint.recv`.
         """
         if self.closed:
-            raise InvalidStateError("the rpmsg device is closed")
+            raise self.closed_error()
         if name:
             encode_name(name)
         if src == RPMSG_ADDR_ANY:
@@ -546,6 +568,26 @@ class RpmsgDevice:
         for ept in list(self._order):
             self.destroy_endpoint(ept)
         self.closed = True
+
+    def peer_gone(self, reason: str) -> None:
+        """Close the device because its peer went away (called by the platform).
+
+        Nothing is announced (nobody listens).  Later calls raise
+        :class:`DeviceGoneError` (a :class:`PeerGoneError`) with ``reason``, not the
+        :class:`InvalidStateError` of a device its user closed.
+        """
+        if self.closed:
+            return
+        self.gone_reason = reason
+        for ept in list(self._order):
+            self._unregister(ept)
+        self.closed = True
+
+    def closed_error(self) -> OpenAMPError:
+        """The error a call on this closed device raises: whose fault decides the type."""
+        if self.gone_reason:
+            return DeviceGoneError(f"the rpmsg device is gone: {self.gone_reason}")
+        return InvalidStateError("the rpmsg device is closed")
 
     def __enter__(self) -> RpmsgDevice:
         return self

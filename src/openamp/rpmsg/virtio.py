@@ -63,6 +63,7 @@ from ..errors import (
     InvalidStateError,
     MessageError,
     NoBufferError,
+    OpenAMPError,
     OpenAMPTimeoutError,
     PayloadTooLargeError,
     ResourceTableError,
@@ -184,7 +185,10 @@ class RpmsgVirtioDevice(RpmsgDevice):
     """An rpmsg device on a virtio transport, as driver (host) or device (remote).
 
     ``shm`` is the region holding the message buffers (C ``shm_io``); the driver
-    allocates them from ``pool``.  ``waiter`` makes blocking calls possible (without one
+    allocates them from ``pool``.  Given to the device, ``pool`` is where the driver's
+    buffers must lie: a descriptor pointing anywhere else (the resource table, a ring)
+    is the driver's :class:`RingError`, never a write there; without it the device
+    accepts any buffer inside ``shm``.  ``waiter`` makes blocking calls possible (without one
     every call is non-blocking).  The device role waits up to ``ready_timeout`` seconds
     for the driver's DRIVER_OK (None = forever).  ``features`` are the feature bits we
     support (driver: accepted from the device's offer; device: ignored).
@@ -234,6 +238,7 @@ class RpmsgVirtioDevice(RpmsgDevice):
         self._reclaimer: list[Buf] = []
         self._tx_max = 0
         self.config = config or RpmsgVirtioConfig()
+        self._buffer_pool = pool
         if self._driver:
             if pool is None:
                 raise UsageError("the driver role needs a shared buffer pool")
@@ -370,6 +375,8 @@ class RpmsgVirtioDevice(RpmsgDevice):
 
     def _make_queues(self) -> tuple[Virtqueue, Virtqueue]:
         names = ("rx_vq", "tx_vq") if self._driver else ("tx_vq", "rx_vq")
+        pool = self._buffer_pool
+        window = None if self._driver or pool is None else (pool.base, pool.size)
         queues = []
         for i in (0, 1):
             info = self.transport.vring(i)
@@ -382,6 +389,8 @@ class RpmsgVirtioDevice(RpmsgDevice):
                     notify=partial(self.transport.notify, info.notifyid),
                     index=i,
                     name=f"vring{i} ({names[i]})",
+                    # the device confines the driver's buffers to the pool, if it knows it
+                    buffers=window,
                 )
             )
         return queues[0], queues[1]
@@ -705,7 +714,7 @@ class RpmsgVirtioDevice(RpmsgDevice):
 
     def _wait_tx_buffer(self, timeout: float | None) -> Buf:
         if self.closed:
-            raise InvalidStateError("the rpmsg device is closed")
+            raise self.closed_error()
         waiter = self.waiter
         if timeout == 0 or waiter is None:
             raise NoBufferError("no transmit buffer is free (the peer has not returned any)")
@@ -775,7 +784,7 @@ class RpmsgVirtioDevice(RpmsgDevice):
         if dst == RPMSG_ADDR_ANY:
             raise EndpointNotBoundError("destination address ANY: the peer is not known yet")
         if self.closed:
-            raise InvalidStateError("the rpmsg device is closed")
+            raise self.closed_error()
         n = len(data)
         if n > self._tx_max:  # the driver knows its size before it takes a buffer
             raise PayloadTooLargeError(n, self._tx_max)
@@ -819,13 +828,16 @@ class RpmsgVirtioDevice(RpmsgDevice):
 
         Buffers are filled back to back and published as they go; the peer is kicked
         when we must wait for a buffer (so it can drain what we queued) and once at the
-        end.  ``timeout`` applies to each wait for a buffer.  Returns how many were sent;
-        on an error (e.g. :class:`PayloadTooLargeError`) the ones before it are sent.
+        end.  ``timeout`` applies to each wait for a buffer.  Returns how many were sent.
+
+        On an error (:class:`PayloadTooLargeError`, :class:`SendTimeoutError`, a peer
+        gone...) the messages before it are sent and the error's ``sent`` attribute says
+        how many: resume with ``payloads[error.sent:]`` and nothing is lost or sent twice.
         """
         if dst == RPMSG_ADDR_ANY:
             raise EndpointNotBoundError("destination address ANY: the peer is not known yet")
         if self.closed:
-            raise InvalidStateError("the rpmsg device is closed")
+            raise self.closed_error()
         if self._staged:  # keep the order of a callback's earlier sends
             self._publish(self._staged)
         # No rx kicks while we fill buffers: answers to the first messages of a batch
@@ -840,7 +852,8 @@ class RpmsgVirtioDevice(RpmsgDevice):
         rec = self._reclaimer
         trace = self.trace
         pending: list[Buf] = []
-        sent = 0
+        sent = 0  # filled; published once they leave ``pending``
+        error: BaseException | None = None
         try:
             for data in payloads:
                 buf = rec.pop() if rec else get_buffer(True)
@@ -860,12 +873,23 @@ class RpmsgVirtioDevice(RpmsgDevice):
                 if trace is not None:
                     self._trace_tx(off, size, head, src, dst, n)
                 sent += 1
-        finally:
+        except BaseException as exc:
+            error = exc
+        try:
             self._publish(pending)
             if sent:
                 self._kick_tx()
+        except BaseException as exc:
+            error = error or exc
+        finally:
             if quiet and rvq.broken is None:
                 rvq.enable_cb()
+        if error is not None:
+            # what a caller needs to resume: payloads[sent:] (buffers filled but never
+            # published, on a broken ring, do not count)
+            if isinstance(error, OpenAMPError):
+                error.sent = sent - len(pending)
+            raise error
         if quiet and rvq.has_pending():
             self.poll()
         return sent
@@ -907,7 +931,7 @@ class RpmsgVirtioDevice(RpmsgDevice):
     def get_tx_buffer(self, ept: Endpoint, timeout: float | None) -> TxBuffer:
         """Reserve a transmit buffer for ``ept`` to fill in place."""
         if self.closed:
-            raise InvalidStateError("the rpmsg device is closed")
+            raise self.closed_error()
         off, size, head = self._get_tx_buffer(False) or self._wait_tx_buffer(timeout)
         return TxBuffer(self, ept, off, size, head)
 
