@@ -67,6 +67,14 @@ log = logging.getLogger("openamp.rpmsg")
 SEND_TIMEOUT = 15.0
 """Default seconds a blocking send waits for a free buffer (the C library's 15 s)."""
 
+QUEUE_LIMIT = 1024
+"""Messages an endpoint without a callback copies out before back-pressure
+(:attr:`Endpoint.queue_limit`): 1024 of 496 bytes is about 0.5 MB."""
+
+SERVICE_LIMIT = 1024
+"""Peer announcements :attr:`RpmsgDevice.services` remembers; more are dropped (with a
+warning and :attr:`RpmsgDevice.services_dropped`), so a peer cannot grow it forever."""
+
 EndpointCallback = Callable[["Endpoint", memoryview, int], None]
 """``callback(endpoint, payload, src)``; ``payload`` is valid only during the call."""
 UnbindCallback = Callable[["Endpoint"], None]
@@ -103,10 +111,19 @@ class Endpoint:
     Without a ``callback`` incoming messages queue up for :meth:`recv`; with one, the
     callback runs during the device's :meth:`RpmsgDevice.poll` and gets a zero-copy
     view of the payload (call :meth:`hold_rx_buffer` inside it to keep the buffer).
+
+    The queue is bounded: :attr:`queue_limit` messages are copied out of shared memory;
+    beyond that a message stays in its receive buffer, which is not given back to the
+    peer until :meth:`recv` takes it.  A peer that keeps sending then runs out of
+    buffers and its sends block (back-pressure, the virtio way): nothing is dropped and
+    memory does not grow, but the device's other endpoints wait for the ring too, so
+    read what you receive, or give the endpoint a callback.
     """
 
     __slots__ = (
+        "_overflow",
         "_queue",
+        "_room",
         "addr",
         "announced",
         "callback",
@@ -115,6 +132,7 @@ class Endpoint:
         "device",
         "name",
         "on_unbind",
+        "queue_limit",
         "unbound",
     )
 
@@ -139,6 +157,13 @@ class Endpoint:
         self.announced = False
         """Whether we announced this endpoint to the peer (NS create) when creating it."""
         self._queue: deque[tuple[bytes, int]] = deque()
+        self.queue_limit = QUEUE_LIMIT
+        """Messages copied into the queue before back-pressure (see the class doc)."""
+        # messages past the bound, still in their receive buffers, in arrival order
+        self._overflow: deque[tuple[RxBuffer, int]] = deque()
+        # how long the copy queue may grow now: queue_limit, or 0 while messages wait
+        # in _overflow (they came first); the transport checks only this
+        self._room = QUEUE_LIMIT
 
     def __repr__(self) -> str:
         dest = "ANY" if self.dest_addr == RPMSG_ADDR_ANY else f"{self.dest_addr:#x}"
@@ -234,9 +259,12 @@ class Endpoint:
         first = self.recv(timeout)
         q = self._queue
         out = [first]
-        limit = max_count - 1 if max_count > 0 else len(q)
+        limit = max_count - 1 if max_count > 0 else len(q) + len(self._overflow)
         while q and limit > 0:
             out.append(q.popleft()[0])
+            limit -= 1
+        while self._overflow and limit > 0:
+            out.append(self._from_overflow()[0])
             limit -= 1
         return out
 
@@ -280,19 +308,37 @@ class Endpoint:
         q = self._queue
         if q:
             return q.popleft()
+        if self._overflow:
+            return self._from_overflow()
         self._check_open()
         if self.callback is not None:
             raise UsageError(f"endpoint {self.name!r} delivers to a callback; recv() never returns")
-        if not self.device.wait_until(lambda: bool(q), timeout):
+        overflow = self._overflow
+        if not self.device.wait_until(lambda: bool(q or overflow), timeout):
             raise OpenAMPTimeoutError(
                 f"no message for endpoint {self.name!r} at {self.addr:#x} within {timeout} s"
             )
-        return q.popleft()
+        return q.popleft() if q else self._from_overflow()
+
+    def _from_overflow(self) -> tuple[bytes, int]:
+        """The oldest message past the bound: copied out, its buffer given back."""
+        held, src = self._overflow.popleft()
+        data = bytes(held.data)
+        if not self._overflow:
+            self._room = self.queue_limit  # the copy queue may grow again
+        if not self.device.closed:
+            held.release()
+        return data, src
+
+    def _queue_held(self, held: RxBuffer, src: int) -> None:
+        """Transport: keep a message past the bound in its receive buffer."""
+        self._overflow.append((held, src))
+        self._room = 0
 
     @property
     def pending(self) -> int:
-        """Messages queued for :meth:`recv`."""
-        return len(self._queue)
+        """Messages queued for :meth:`recv` (those past the bound included)."""
+        return len(self._queue) + len(self._overflow)
 
     def hold_rx_buffer(self) -> RxBuffer:
         """Inside the callback: keep the current receive buffer after the callback returns.
@@ -305,9 +351,16 @@ class Endpoint:
     # -- teardown -----------------------------------------------------------------------
 
     def destroy(self) -> None:
-        """Unregister; announce the destroy to the peer if the C rules say so.  Idempotent."""
+        """Unregister; announce the destroy to the peer if the C rules say so.  Idempotent.
+
+        Messages still queued are discarded; their receive buffers go back to the peer.
+        """
         if not self.closed:
             self.device.destroy_endpoint(self)
+        while self._overflow:
+            held, _src = self._overflow.popleft()
+            if not self.device.closed:
+                held.release()
 
     def close(self) -> None:
         """The same as :meth:`destroy` (for ``contextlib.closing`` and friends)."""
@@ -348,7 +401,10 @@ class RpmsgDevice:
         self.waiter = waiter
         self.support_ns = False
         self.services: dict[str, int] = {}
-        """Services the peer announced and has not destroyed: name -> remote address."""
+        """Services the peer announced and has not destroyed: name -> remote address
+        (at most :data:`SERVICE_LIMIT`)."""
+        self.services_dropped = 0
+        """Announcements of new names dropped because :attr:`services` was full."""
         self.closed = False
         self.gone_reason = ""
         """Why the device was closed, when its peer's departure closed it (see
@@ -651,6 +707,16 @@ class RpmsgDevice:
             if self.ns_unbind_cb is not None:
                 self.ns_unbind_cb(self, msg.name, msg.addr)
         else:
+            if msg.name not in self.services and len(self.services) >= SERVICE_LIMIT:
+                # a peer announcing without end must not grow our memory without end
+                self.services_dropped += 1
+                log.warning(
+                    "dropping the announcement of %r from %#x: %d services known already",
+                    msg.name,
+                    msg.addr,
+                    SERVICE_LIMIT,
+                )
+                return
             self.services[msg.name] = msg.addr
             if target is not None:
                 target.dest_addr = msg.addr

@@ -614,8 +614,15 @@ class RpmsgVirtioDevice(RpmsgDevice):
             ept.dest_addr = src  # the first message binds, as in the C library
         cb = ept.callback
         if cb is None:
-            ept._queue.append((mem[start : start + length].tobytes(), src))
-            return True
+            q = ept._queue
+            if len(q) < ept._room:
+                q.append((mem[start : start + length].tobytes(), src))
+                return True
+            # past the queue's bound the message stays in its buffer: back-pressure
+            ept._queue_held(
+                RxBuffer(self, off, size, idx, mem[start : start + length], src, dst), src
+            )
+            return False
         view = mem[start : start + length]
         # _held is None outside callbacks: cleared here, or by _drain_rx on an error
         self._current = (off, size, idx, view, src, dst)
