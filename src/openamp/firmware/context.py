@@ -92,7 +92,8 @@ class FirmwareContext:
         size = int(_env("OPENAMP_SHM_SIZE"), 0)
         event = _env("OPENAMP_EVENT")
         table_da = int(_env("OPENAMP_RSC_DA"), 0)
-        shm = SharedMemory.open_file(path, size, create=False)
+        # if the host was killed, the firmware is the survivor and removes the memory
+        shm = SharedMemory.open_file(path, size, create=False, unlink_when_last=True)
         try:
             region = shm.region(name=os.path.basename(path))
             view = region.view(table_da, region.size - table_da)

@@ -21,9 +21,9 @@ import logging
 from typing import Any, Literal
 
 from ..errors import OpenAMPError, ResourceTableError, UsageError
-from ..metal.doorbell import UnixSocketDoorbell, UnixSocketServer
+from ..metal.doorbell import UnixSocketDoorbell, UnixSocketServer, reap_stale_sockets
 from ..metal.io import IoRegion
-from ..metal.shm import SharedMemory
+from ..metal.shm import SharedMemory, reap_stale
 from ..metal.wait import DoorbellWaiter, wait_strategy
 from ..remoteproc.core import VdevLink
 from ..remoteproc.rsc_table import RSC_VDEV, ResourceTable
@@ -105,6 +105,10 @@ class SharedMemoryMachine:
     connect, and :attr:`rpmsg` to talk.
     """
 
+    survivor_cleans_up = False
+    """Whether the client removes the memory when the server died without doing so
+    (virtual machines, whose both sides are pyopenamp; not the C Linux machine)."""
+
     def __init__(
         self,
         *,
@@ -161,6 +165,9 @@ class SharedMemoryMachine:
         """
         if self.socket_role != "server" or self._server is not None:
             return
+        # what killed machines left behind (their pids are in their names): see metal.shm
+        reap_stale()
+        reap_stale_sockets()
         self.shm = SharedMemory.open(self.shm_name, self.layout.shm_size, create=True)
         self._region = self.shm.region(self.layout.phys_base, name=self.shm_name)
         table = self.layout.resource_table().to_bytes()
@@ -185,7 +192,14 @@ class SharedMemoryMachine:
                 self._server = None
             else:
                 self.doorbell = UnixSocketDoorbell.connect(self.event_path, timeout)
-                self.shm = SharedMemory.open(self.shm_name, self.layout.shm_size, create=False)
+                # the survivor of a killed server removes the memory it left behind; not
+                # on the fixed C names, whose C server may still be using them
+                self.shm = SharedMemory.open(
+                    self.shm_name,
+                    self.layout.shm_size,
+                    create=False,
+                    unlink_when_last=self.survivor_cleans_up,
+                )
                 self._region = self.shm.region(self.layout.phys_base, name=self.shm_name)
             region = self._region
             assert region is not None and self.doorbell is not None

@@ -41,9 +41,9 @@ from ..errors import (
     RegionBoundsError,
     UsageError,
 )
-from ..metal.doorbell import UnixSocketDoorbell, UnixSocketServer
+from ..metal.doorbell import UnixSocketDoorbell, UnixSocketServer, reap_stale_sockets
 from ..metal.io import IoRegion
-from ..metal.shm import SHM_DIR, SharedMemory, unique_name
+from ..metal.shm import SHM_DIR, SharedMemory, reap_stale, unique_name
 from ..metal.wait import DoorbellWaiter, wait_strategy
 from ..remoteproc.core import Firmware, Mapping, RemoteProc, RemoteprocOps
 from ..remoteproc.firmware import ElfFirmware
@@ -94,6 +94,8 @@ class ProcessOps(RemoteprocOps):
 
     def init(self, rproc: RemoteProc) -> None:
         """Create the memory file and register it as the remote's memory at address 0."""
+        reap_stale()  # what killed machines left behind (see openamp.metal.shm)
+        reap_stale_sockets()
         self.shm = SharedMemory.open(
             self.shm_name, self.memory_size, create=True, unlink_on_close=True
         )
