@@ -463,7 +463,7 @@ class ProxyServer:
             )
         rel = self._resolve(os.fsdecode(raw))
         try:
-            fd = self._open_beneath(rel, host_flags, mode & 0o666)
+            fd = self._open_beneath(rel, host_flags, mode)
         except OSError as exc:
             raise OSError(exc.errno, exc.strerror, rel) from None
         remote_fd = FIRST_FILE_FD
