@@ -288,6 +288,18 @@ class UnixSocketDoorbell(_ContextManaged):
         self._check_open()
         return self._fd
 
+    def hang_up(self) -> None:
+        """End the connection without closing our descriptor.  Idempotent.
+
+        Every thread blocked in :meth:`wait_readable` wakes, and every later
+        :meth:`drain` or :meth:`kick` raises :class:`~openamp.errors.PeerGoneError`;
+        the descriptor stays valid (so nothing blocked on it reads a reused number) until
+        :meth:`close`.  A platform uses this to take a link down under another thread.
+        """
+        if not self._closed:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
+
     def shutdown(self) -> None:
         """End the connection for every holder of the socket, then :meth:`close`.
 

@@ -18,9 +18,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from types import FrameType
 from typing import Any, Literal
 
-from ..errors import OpenAMPError, ResourceTableError, UsageError
+from ..errors import OpenAMPError, OpenAMPTimeoutError, ResourceTableError, UsageError
+from ..metal.deadline import Deadline
 from ..metal.doorbell import UnixSocketDoorbell, UnixSocketServer, reap_stale_sockets
 from ..metal.io import IoRegion
 from ..metal.shm import SharedMemory, reap_stale
@@ -28,7 +34,7 @@ from ..metal.wait import DoorbellWaiter, wait_strategy
 from ..remoteproc.core import VdevLink
 from ..remoteproc.rsc_table import RSC_VDEV, ResourceTable
 from ..remoteproc.virtio import RscVdevTransport
-from ..rpmsg.core import NsCallback, Waiter
+from ..rpmsg.core import NsCallback, RpmsgDevice, Waiter
 from ..rpmsg.virtio import RpmsgVirtioConfig, RpmsgVirtioDevice, ShmPool, TraceHook
 from ..virtio.virtqueue import Role
 from .layout import LINUX_GENERIC, MachineLayout
@@ -84,6 +90,77 @@ def rpmsg_on_link(
         ns_bind_cb=ns_bind_cb,
         ready_timeout=ready_timeout,
     )
+
+
+QUIESCE_TIMEOUT = 5.0
+"""Seconds :func:`quiesced` waits for other threads to leave a device."""
+
+
+def _threads_using(dev: RpmsgDevice) -> list[int]:
+    """Ids of the other threads that have a frame in ``dev``'s code right now."""
+    mine = {id(dev)}
+    for name in ("_rvq", "_tvq"):
+        queue = getattr(dev, name, None)
+        if queue is not None:
+            mine.add(id(queue))
+    me = threading.get_ident()
+    users = []
+    for tid, frame in sys._current_frames().items():
+        if tid == me:
+            continue
+        f: FrameType | None = frame
+        while f is not None:
+            module = f.f_globals.get("__name__", "")
+            if module.startswith(("openamp.rpmsg.", "openamp.virtio.")):
+                owner = f.f_locals.get("self")
+                if id(owner) in mine or getattr(owner, "device", None) is dev:
+                    users.append(tid)
+                    break
+            f = f.f_back
+    return users
+
+
+class _Gate:
+    """Where other threads wait while one thread has a device to itself; that thread
+    passes (it rebuilds the link through the device's own calls)."""
+
+    def __init__(self) -> None:
+        self._opened = threading.Event()
+        self._owner = threading.get_ident()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return threading.get_ident() == self._owner or self._opened.wait(timeout)
+
+    def open(self) -> None:
+        self._opened.set()
+
+
+@contextlib.contextmanager
+def quiesced(dev: RpmsgDevice, timeout: float = QUIESCE_TIMEOUT) -> Iterator[None]:
+    """Have ``dev`` to ourselves, from a platform thread (the one rebuilding a link).
+
+    Bars the device (new calls wait at a gate, see :meth:`RpmsgDevice.bar`), then waits
+    until no other thread is in its code — a thread parked in a wait is woken by the
+    caller first, e.g. by hanging up the old doorbell, and leaves with
+    :class:`~openamp.errors.PeerGoneError` — and unbars it at the end, whatever
+    happened.  Raises :class:`~openamp.errors.OpenAMPTimeoutError` if a thread stays in
+    the device for ``timeout`` seconds (a receive callback that never returns, say).
+    """
+    gate = _Gate()
+    dev.bar(gate)
+    try:
+        deadline = Deadline(timeout)
+        while (users := _threads_using(dev)) and not deadline.expired():
+            time.sleep(0.001)
+        if users:
+            raise OpenAMPTimeoutError(
+                f"thread(s) {users} stayed in the rpmsg device for {timeout} s; "
+                "the link cannot be rebuilt under them"
+            )
+        yield
+    finally:
+        dev.unbar()
+        gate.open()
 
 
 def find_vdev(table_io: IoRegion, index: int = 0) -> int:

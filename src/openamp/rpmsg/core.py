@@ -105,6 +105,20 @@ class Waiter(Protocol):
         ...
 
 
+class Gate(Protocol):
+    """What a barred device waits on (handed in by the platform, see
+    :meth:`RpmsgDevice.bar`)."""
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True once the caller may go on (the gate opened, or the caller is the thread
+        that barred the device), False after ``timeout`` seconds."""
+        ...
+
+
+GATE_TIMEOUT = 30.0
+"""Seconds a call waits at a barred device before it gives up (DeviceGoneError)."""
+
+
 class Endpoint:
     """A local rpmsg endpoint: an address, an optional service name and a peer address.
 
@@ -330,6 +344,14 @@ class Endpoint:
             held.release()
         return data, src
 
+    def _keep_overflow(self) -> None:
+        """Transport, before a link reset: copy the messages past the bound out of their
+        buffers (which the new link reuses) into the queue, in order."""
+        while self._overflow:
+            held, src = self._overflow.popleft()
+            self._queue.append((bytes(held.data), src))
+        self._room = self.queue_limit
+
     def _queue_held(self, held: RxBuffer, src: int) -> None:
         """Transport: keep a message past the bound in its receive buffer."""
         self._overflow.append((held, src))
@@ -414,6 +436,9 @@ class RpmsgDevice:
         self._endpoints: dict[int, Endpoint] = {}
         self._order: list[Endpoint] = []
         self._bitnext = 0
+        self._gate: Gate | None = None
+        self.generation = 0
+        """How many times the link under this device was reset (see :meth:`bar`)."""
 
     # -- to be provided by a transport ----------------------------------------------------
 
@@ -464,6 +489,33 @@ class RpmsgDevice:
     def has_rx_pending(self) -> bool:
         """Whether the peer has sent something :meth:`poll` has not processed."""
         raise NotImplementedError
+
+    # -- another thread's turn ------------------------------------------------------------
+
+    def bar(self, gate: Gate) -> None:
+        """Make calls that enter the device from now on wait at ``gate`` until :meth:`unbar`.
+
+        A device is used from one thread, but a platform may have to rebuild the link
+        under it from another (the process driver restarting a crashed remote): it bars
+        the device, waits until the user's thread is out of the device or parked in a
+        wait (it looks at the thread's frames, see ``platform.machine.quiesced``),
+        resets, and unbars.  Calls that arrive meanwhile wait up to
+        :data:`GATE_TIMEOUT` seconds and then carry on, on the new link.  Nested calls
+        (from a receive callback) never wait: their outer call is what the platform
+        waits for.  Costs one attribute test per call when no gate is set.
+        """
+        self._gate = gate
+
+    def unbar(self) -> None:
+        """Let calls through again (see :meth:`bar`)."""
+        self._gate = None
+
+    def _pass_gate(self) -> None:
+        gate = self._gate
+        if gate is not None and not gate.wait(GATE_TIMEOUT):
+            raise DeviceGoneError(
+                f"the link was being rebuilt and did not come back within {GATE_TIMEOUT} s"
+            )
 
     # -- waiting --------------------------------------------------------------------------
 
@@ -535,6 +587,8 @@ class RpmsgDevice:
         already announced that name.  ``callback(ept, payload, src)``
         receives messages; without one they queue for :meth:`Endpoint.recv`.
         """
+        if self._gate is not None:
+            self._pass_gate()
         if self.closed:
             raise self.closed_error()
         if name:
@@ -601,6 +655,8 @@ class RpmsgDevice:
         """Destroy ``ept`` (C ``rpmsg_destroy_ept``); a best-effort NS destroy is sent."""
         if ept.closed:
             return
+        if self._gate is not None:
+            self._pass_gate()
         if (
             ept.name
             and self.support_ns

@@ -59,6 +59,7 @@ from functools import partial
 from typing import NamedTuple
 
 from ..errors import (
+    DeviceGoneError,
     EndpointNotBoundError,
     InvalidStateError,
     MessageError,
@@ -354,23 +355,36 @@ class RpmsgVirtioDevice(RpmsgDevice):
         """Driver: bring the link up again after the remote restarted, keeping endpoints.
 
         The rings and buffers start afresh (as after a Linux remoteproc recovery);
-        endpoints we had announced become unbound and are announced again, so they bind
-        when the remote re-announces its services.  ``waiter`` replaces the old one
-        (a restarted remote comes with a new doorbell).
+        endpoints we had announced become unbound (a send raises
+        :class:`~openamp.errors.EndpointUnboundError` until the remote re-announces the
+        service; ``wait_bound(timeout)`` waits for that) and are announced again.
+        Messages already queued for :meth:`Endpoint.recv` stay; buffer handles from
+        before (held or reserved) belong to no ring any more and are forgotten.
+        ``waiter`` replaces the old one (a restarted remote comes with a new doorbell).
+        Called by the platform, from another thread too, with the device barred
+        (:meth:`bar`) while the user's thread is out of it.
         """
         if not self._driver or self.pool is None:
             raise UsageError("only the driver side can reset the link")
         if waiter is not None:
             self.waiter = waiter
+        self.generation += 1
         self.closed = False
+        self.gone_reason = ""
         self.services.clear()
         self._reclaimer.clear()
+        self._staged.clear()
+        self._tx_kick_pending = False
+        self._dispatching = False
+        self._current = self._held = None
         self.pool.avail = self.pool.size
+        for ept in self._order:
+            ept._keep_overflow()  # copies, before the new link reuses their buffers
         self._driver_init()
         for ept in self._order:
             if ept.announced:
                 ept.dest_addr = RPMSG_ADDR_ANY
-                ept.unbound = False
+                ept.unbound = True
                 self._announce(ept)
 
     def _make_queues(self) -> tuple[Virtqueue, Virtqueue]:
@@ -467,8 +481,9 @@ class RpmsgVirtioDevice(RpmsgDevice):
 
     def _rearm(self) -> bool:
         # not on a closed device (its ring views are released) or a broken queue
-        # (the error is raised by the next call; the flags are the peer's problem now)
-        if self.closed or self._rvq.broken is not None:
+        # (the error is raised by the next call; the flags are the peer's problem now),
+        # nor while another thread rebuilds the link
+        if self.closed or self._rvq.broken is not None or self._gate is not None:
             return False
         return self._rvq.enable_cb()
 
@@ -494,6 +509,8 @@ class RpmsgVirtioDevice(RpmsgDevice):
         """
         if self._dispatching or self.closed:
             return 0
+        if self._gate is not None:
+            self._pass_gate()
         rvq = self._rvq
         n = 0
         self._dispatching = True
@@ -654,8 +671,10 @@ class RpmsgVirtioDevice(RpmsgDevice):
 
     def release_rx_buffer(self, buf: RxBuffer) -> None:
         """Give a held receive buffer back to the peer (C ``rpmsg_release_rx_buffer``)."""
-        if self.closed:
-            return
+        if self._gate is not None and not self._dispatching:
+            self._pass_gate()
+        if self.closed or buf.generation != self.generation:
+            return  # closed, or a buffer of the link before a reset: nothing to give back
         self._give_back_rx([(buf.offset, buf.size, buf.index)])
         self._rvq.kick()
 
@@ -727,6 +746,7 @@ class RpmsgVirtioDevice(RpmsgDevice):
             raise NoBufferError("no transmit buffer is free (the peer has not returned any)")
         deadline = Deadline(timeout)
         tvq = self._tvq
+        generation = self.generation
         self._flush_staged()
         if self._tx_kick_pending:  # the peer must see what we queued before we wait
             self._tx_kick_pending = False
@@ -752,10 +772,14 @@ class RpmsgVirtioDevice(RpmsgDevice):
                     )
                 rvq.disable_cb()
                 waiter.wait(self._tx_ready, remaining, self._arm_tx)
+                if self._gate is not None or self.generation != generation:
+                    # another thread is rebuilding the link: this buffer wait is over
+                    raise DeviceGoneError("the link was reset while this send waited for a buffer")
         finally:
-            tvq.disable_cb()
-            if quiet and rvq.broken is None:
-                rvq.enable_cb()
+            if self.generation == generation:  # the old rings are not ours to touch
+                tvq.disable_cb()
+                if quiet and rvq.broken is None:
+                    rvq.enable_cb()
         if quiet and rvq.has_pending():
             self.poll()  # what came in unannounced while rx kicks were off
         return buf
@@ -790,6 +814,8 @@ class RpmsgVirtioDevice(RpmsgDevice):
         """
         if dst == RPMSG_ADDR_ANY:
             raise EndpointNotBoundError("destination address ANY: the peer is not known yet")
+        if self._gate is not None and not self._dispatching:
+            self._pass_gate()
         if self.closed:
             raise self.closed_error()
         n = len(data)
@@ -843,6 +869,8 @@ class RpmsgVirtioDevice(RpmsgDevice):
         """
         if dst == RPMSG_ADDR_ANY:
             raise EndpointNotBoundError("destination address ANY: the peer is not known yet")
+        if self._gate is not None and not self._dispatching:
+            self._pass_gate()
         if self.closed:
             raise self.closed_error()
         if self._staged:  # keep the order of a callback's earlier sends
@@ -937,6 +965,8 @@ class RpmsgVirtioDevice(RpmsgDevice):
 
     def get_tx_buffer(self, ept: Endpoint, timeout: float | None) -> TxBuffer:
         """Reserve a transmit buffer for ``ept`` to fill in place."""
+        if self._gate is not None and not self._dispatching:
+            self._pass_gate()
         if self.closed:
             raise self.closed_error()
         off, size, head = self._get_tx_buffer(False) or self._wait_tx_buffer(timeout)
@@ -948,6 +978,8 @@ class RpmsgVirtioDevice(RpmsgDevice):
             raise EndpointNotBoundError("destination address ANY: the peer is not known yet")
         if not 0 <= length <= buf.capacity:
             raise PayloadTooLargeError(length, buf.capacity)
+        if self._gate is not None and not self._dispatching:
+            self._pass_gate()
         _HDR_PACK(self._mem, buf.offset, src, dst, 0, length, 0)
         self._commit_tx(buf.offset, buf.size, buf.head)
         if self.trace is not None:
@@ -956,4 +988,7 @@ class RpmsgVirtioDevice(RpmsgDevice):
 
     def release_tx_buffer(self, buf: TxBuffer) -> None:
         """Take back an unsent reserved buffer; the next send reuses it first."""
-        self._reclaimer.append((buf.offset, buf.size, buf.head))
+        if self._gate is not None and not self._dispatching:
+            self._pass_gate()
+        if buf.generation == self.generation:  # not a buffer of the link before a reset
+            self._reclaimer.append((buf.offset, buf.size, buf.head))
