@@ -20,7 +20,9 @@ DEMO_NAMES = ("echo", "matrix", "proxy", "rpc", "sample")
 machine (a test keeps the two equal)."""
 
 
-FAMILIES: dict[str, tuple[str, str]] = {}
+FAMILIES: dict[str, tuple[str, str]] = {
+    "hvl": ("demo_hvl", "hypervisorless virtio, the seed's demo4 (entropy, console, ping)"),
+}
 """Demo family name -> (module in ``openamp.cli``, one-line description)."""
 
 
