@@ -144,8 +144,9 @@ def run_remote(args: argparse.Namespace) -> int:
     from .remote import HvlRemote
 
     with contextlib.ExitStack() as stack:
-        shm = stack.enter_context(_open_shm(args, create=False))
+        # the monitor listens only once the memory and its windows exist
         doorbell = stack.enter_context(UnixSocketDoorbell.connect(args.socket, args.timeout))
+        shm = stack.enter_context(_open_shm(args, create=False))
         remote = HvlRemote(
             shm.region(phys_base=args.phys_base), doorbell, wait=wait_strategy(args.wait)
         )

@@ -420,13 +420,22 @@ class MmioDriver:
         self.window.write(STATUS, status)
         self.notify()
 
-    def reset(self) -> None:
-        """Write status 0 and notify; the monitor re-initialises the device.
+    def reset(self, timeout: float | None = ACK_TIMEOUT_S) -> None:
+        """Write status 0, notify, and wait until the monitor has seen it.
 
-        The queues are dropped and their rings go back to the pool; buffers a device
-        driver allocated are its own to free.
+        The monitor answers a reset by writing the sentinel into ``QueueSel`` (the
+        reference does too); until then the old queue registers are in the window, and a
+        driver that set queues up again at once could have a new PFN taken for a stale
+        one.  The queues are dropped and their rings go back to the pool; buffers a
+        device driver allocated are its own to free.  :class:`MmioAckTimeoutError` if
+        the monitor does not answer within ``timeout`` seconds.
         """
         self.set_status(0)
+        w = self.window
+        if not self.wait(lambda: w.read(QUEUE_SEL) == WINDOW_SENTINEL, timeout):
+            raise MmioAckTimeoutError(
+                f"{self.name}: the monitor did not see the reset in {timeout} s"
+            )
         pool = self._require_pool()
         for vq in self.queues:
             vq.release()
@@ -739,7 +748,8 @@ class MmioDevice:
         r = w.snapshot()
         status = r.status & 0xFF
         # 1. the status dropped (a reset, or a re-initialisation): start over
-        if status < self._status:
+        reinit = status < self._status
+        if reinit:
             self._reinit(status)
         # 2. an interrupt acknowledgement (after DRIVER_OK): clear the interrupt state
         if self._status & VIRTIO_CONFIG_STATUS_DRIVER_OK and r.interrupt_ack:
@@ -759,8 +769,8 @@ class MmioDevice:
         if status != self._status:
             w.write(DEVICE_FEATURES, self.model.device_features() & 0xFFFFFFFF)
             self._status = status
-        # 5. before DRIVER_OK: follow the queue registers
-        if not self._status & VIRTIO_CONFIG_STATUS_DRIVER_OK and self.broken is None:
+        # 5. before DRIVER_OK: follow the queue registers (not the stale ones of a reset)
+        if not self._status & VIRTIO_CONFIG_STATUS_DRIVER_OK and self.broken is None and not reinit:
             self._follow_queue_registers(r)
         # the driver never writes InterruptStatus; if the window disagrees with us, the
         # reference keeps the bits set on both sides only
@@ -773,6 +783,8 @@ class MmioDevice:
             self.poll()
 
     def _follow_queue_registers(self, r: MmioRegs) -> None:
+        if r.queue_sel == WINDOW_SENTINEL:
+            return  # nothing selected since the (re)start: the other registers are stale
         if r.queue_sel != self._queue_sel:
             self._queue_sel = r.queue_sel
             self._queue_num = SHADOW_SENTINEL
@@ -838,7 +850,11 @@ class MmioDevice:
         self.resets += 1
         self._reset_shadow()
         self._status = status
+        # As the reference: the stale PFN is replaced by the acknowledgement and the
+        # selector by the sentinel (which is what tells a driver the reset was seen).
+        self.window.write(QUEUE_PFN, HVL_CFG_ACK)
         self.window.write(QUEUE_SEL, WINDOW_SENTINEL)
+        self.notify()
 
     # -- serving ----------------------------------------------------------------------------
 
