@@ -7,6 +7,7 @@ runs it.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -283,3 +284,21 @@ def test_a_namespace_is_deleted_even_when_its_tap_cannot_be_added() -> None:
     finally:
         ns.close()
     assert ns.name not in namespaces()
+
+
+def test_bench_hvl_reports_rng_console_and_ping_figures() -> None:
+    r = subprocess.run(
+        [sys.executable, "-m", "openamp", "bench", "hvl", "--count", "50", "--runs", "1", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env(),
+        cwd=ROOT,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    result = json.loads(r.stdout)
+    summary = result["summary"]
+    assert summary["rng"]["mb_per_s"]["median"] > 0
+    assert summary["console"]["rtt_median_us"]["median"] > 0
+    assert summary["ping"]["rtt_median_us"]["median"] > 0
+    assert result["runs"][0]["ping"]["count"] == 50

@@ -26,6 +26,7 @@ import contextlib
 import os
 import select
 import threading
+import time
 from collections.abc import Callable
 from typing import Final
 
@@ -77,7 +78,12 @@ class Monitor:
         console: ConsoleBackend | None = None,
         net: NetBackend | None = None,
         mac: bytes = DEFAULT_MAC,
+        spin_us: float = 0.0,
     ) -> None:
+        if spin_us < 0:
+            raise UsageError(f"spin_us must not be negative, got {spin_us}")
+        self.spin_us = spin_us
+        """Microseconds to keep looking for the next IPI before blocking (0: block at once)."""
         if shm.size < layout.shm_size:
             raise UsageError(
                 f"shared memory of {shm.size:#x} bytes; the layout needs {layout.shm_size:#x}"
@@ -193,8 +199,17 @@ class Monitor:
         ms = None if timeout is None else int(timeout * 1000)
         # the remote may have notified before we started listening
         self.notification()
+        spin_s = self.spin_us / 1e6
         while not self._stop:
-            events = poller.poll(ms)
+            events = poller.poll(0) if spin_s else None
+            if not events and spin_s:
+                # a reply usually comes back within microseconds of our IPI: look again
+                # for a short while before paying for a sleep and a wake-up
+                end = time.perf_counter() + spin_s
+                while not events and time.perf_counter() < end:
+                    events = poller.poll(0)
+            if not events:
+                events = poller.poll(ms)
             if not events:
                 return
             for fd, _mask in events:

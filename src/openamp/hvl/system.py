@@ -45,6 +45,7 @@ class HvlSystem:
         on_output: Callable[[bytes], None] | None = None,
         echo_console: bool = False,
         timeout: float = 10.0,
+        spin_us: float = 0.0,
     ) -> None:
         self.layout = layout or HvlLayout()
         self.net = net
@@ -53,6 +54,8 @@ class HvlSystem:
         self.echo_console = echo_console
         """Loop the remote's console output back as its input (for round-trip benchmarks)."""
         self.timeout = timeout
+        self.spin_us = spin_us
+        """The monitor's spin before it blocks (see :class:`Monitor`)."""
         self.name = unique_name("openamp-hvl")
         self.socket_path = f"/tmp/{self.name}.sock"
         self.output = bytearray()
@@ -81,6 +84,7 @@ class HvlSystem:
                 layout,
                 console=ConsoleBackend(self._output, self._console_r),
                 net=self.net,
+                spin_us=self.spin_us,
             )
             self._server = UnixSocketServer(self.socket_path)
             cmd = [
