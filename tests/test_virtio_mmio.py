@@ -80,7 +80,7 @@ def test_the_monitor_writes_the_window_as_the_reference_leaves_it() -> None:
     assert (rng.shm_base_low, rng.shm_len_low) == (PHYS + POOLS["rng"][0], POOLS["rng"][1])
     assert net.device_features == (1 << 5) | (1 << 15) | (1 << 16)  # MAC, MRG_RXBUF, STATUS
     # the network config space sits at +0x100 of the window: the MAC, link up
-    assert bytes(pair.mem[0x300:0x308]) == b"\x52\x54\x00\x12\x34\x56\x01\x00"
+    assert bytes(pair.mem[0x300:0x308]) == b"\x02\x15\x15\x15\x15\x15\x01\x00"
 
 
 def test_the_driver_sequence_leaves_the_registers_the_c_driver_writes() -> None:

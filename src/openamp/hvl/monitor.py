@@ -43,8 +43,8 @@ from .tap import NetBackend
 DEVICE_IDS: Final = {"rng": 4, "net": 1, "console": 3}
 """Virtio device id of each device kind."""
 
-DEFAULT_MAC: Final = b"\x52\x54\x00\x12\x34\x56"
-"""The remote's MAC when the monitor is not told one (kvmtool's default guest MAC)."""
+DEFAULT_MAC: Final = b"\x02\x15\x15\x15\x15\x15"
+"""The remote's MAC when the monitor is not told one: kvmtool's default, 02:15:15:15:15:15."""
 
 _CONSOLE_READ = 4096
 _FRAMES_PER_WAKE = 64

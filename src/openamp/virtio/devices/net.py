@@ -73,7 +73,7 @@ class NetDevice:
         self,
         transmit: Callable[[bytes], None],
         *,
-        mac: bytes = b"\x52\x54\x00\x12\x34\x56",
+        mac: bytes = b"\x02\x15\x15\x15\x15\x15",
         backlog: int = 256,
         mrg_rxbuf: bool = True,
     ) -> None:
