@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Children
+from openamp.errors import PeerGoneError
 from openamp.hvl import HvlLayout, HvlSystem, SocketPairBackend, UserMboxDoorbell
 from openamp.hvl.tap import NetNamespace, TapBackend, namespaces
 from openamp.metal.shm import unique_name
@@ -302,3 +303,11 @@ def test_bench_hvl_reports_rng_console_and_ping_figures() -> None:
     assert summary["console"]["rtt_median_us"]["median"] > 0
     assert summary["ping"]["rtt_median_us"]["median"] > 0
     assert result["runs"][0]["ping"]["count"] == 50
+
+
+def test_a_remote_that_dies_before_connecting_is_reported_and_nothing_is_left() -> None:
+    system = HvlSystem(remote_args=["--no-such-option"], timeout=10)
+    with pytest.raises(PeerGoneError, match="exited with status 2 before connecting"):
+        system.start()
+    assert system.shm is None and not Path(system.socket_path).exists()
+    assert not Path(f"/dev/shm/{system.name}").exists()

@@ -120,6 +120,7 @@ def run_monitor(args: argparse.Namespace) -> int:
         if not args.no_console:
             stdin = sys.stdin.fileno() if not sys.stdin.closed else None
             console = ConsoleBackend(out, stdin)
+            stack.callback(console.close)
         monitor = Monitor(shm.region(phys_base=args.phys_base), layout, console=console, net=net)
         stack.callback(monitor.close)
         for line in monitor.banner():

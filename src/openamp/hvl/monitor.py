@@ -52,13 +52,23 @@ _FRAMES_PER_WAKE = 64
 
 class ConsoleBackend:
     """The console device's terminal or pipe: ``output`` gets the remote's bytes,
-    ``input_fd`` (optional, non-blocking) is read for what to send it."""
+    ``input_fd`` (optional; made non-blocking until :meth:`close`) is read for what to
+    send it."""
 
     def __init__(self, output: Callable[[bytes], None], input_fd: int | None = None) -> None:
         self.output = output
         self.input_fd = input_fd
+        self._was_blocking = False
         if input_fd is not None:
+            self._was_blocking = os.get_blocking(input_fd)
             os.set_blocking(input_fd, False)
+
+    def close(self) -> None:
+        """Give the input descriptor its blocking mode back (a terminal is shared with the
+        shell).  The descriptor stays open: it is the caller's."""
+        if self.input_fd is not None and self._was_blocking:
+            with contextlib.suppress(OSError):
+                os.set_blocking(self.input_fd, True)
 
 
 class Monitor:

@@ -57,7 +57,6 @@ from ..errors import (
     MmioAckTimeoutError,
     MmioWindowError,
     NoBufferError,
-    OpenAMPTimeoutError,
     RegionBoundsError,
     RingError,
     UsageError,
@@ -559,11 +558,6 @@ class MmioDriver:
         if self.waiter is None:
             return check()
         return self.waiter.wait(check, timeout)
-
-    def wait_used(self, vq: Virtqueue, timeout: float | None) -> None:
-        """Wait until ``vq`` has a used buffer; :class:`OpenAMPTimeoutError` otherwise."""
-        if not self.wait(vq.has_pending, timeout):
-            raise OpenAMPTimeoutError(f"{vq.name}: no buffer came back within {timeout} s")
 
     # -- bounce buffers ---------------------------------------------------------------------
 
