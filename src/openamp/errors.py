@@ -118,6 +118,17 @@ class ResourceTableError(PeerProtocolError):
         self.offset = offset
 
 
+class MmioWindowError(PeerProtocolError):
+    """A virtio-mmio register window in shared memory holds a value that cannot be right.
+
+    Raised for a bad magic, version or device id seen by a driver, and for a queue size,
+    page size, alignment or ring address a driver wrote that a device cannot use (the
+    hypervisorless monitor reads its devices' registers from shared memory, so every
+    one of them is untrusted).  The device that raised it stops serving until the driver
+    resets it.
+    """
+
+
 class FirmwareImageError(PeerProtocolError):
     """A firmware image is malformed or does not fit the remote's memory.
 
@@ -131,6 +142,11 @@ class FirmwareImageError(PeerProtocolError):
 
 class OpenAMPTimeoutError(OpenAMPError, TimeoutError):
     """A blocking call did not complete within its ``timeout``."""
+
+
+class MmioAckTimeoutError(OpenAMPTimeoutError):
+    """A hypervisorless driver wrote a queue address and the monitor did not acknowledge it
+    (``0xAABBAABB`` in ``QueuePFN``) within the timeout: no monitor runs, or it is stuck."""
 
 
 class NoBufferError(OpenAMPError):

@@ -14,6 +14,7 @@ examples:
   openamp bench rtt --size 17
   openamp bench throughput --size 496 --count 200000 --json
   openamp bench rtt --peer "./rpmsg-echo 0"      # the C remote on the linux-generic machine
+  openamp bench hvl --count 2000                 # hypervisorless virtio: rng, console, ping
 """
 
 
@@ -29,9 +30,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument(
         "scenario",
-        choices=["rtt", "throughput", "bulk", "idle"],
+        choices=["rtt", "throughput", "bulk", "idle", "hvl"],
         help="rtt: one message at a time; throughput: echoed flood; bulk: one way to a "
-        "sink, large buffers; idle: CPU while idle and the wake-up cost",
+        "sink, large buffers; idle: CPU while idle and the wake-up cost; hvl: "
+        "hypervisorless virtio (rng MB/s with --size-byte requests, console and ping "
+        "round trips)",
     )
     p.add_argument("--size", type=int, default=17, metavar="BYTES", help="payload (%(default)s)")
     p.add_argument("--count", type=int, default=None, help="messages per run")
@@ -70,6 +73,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.runs < 1:
         raise UsageError("--runs must be at least 1")
+    if args.scenario == "hvl":
+        return _bench_hvl(args)
     if args.batch < 1:
         raise UsageError("--batch must be at least 1")
     scenario = args.scenario
@@ -112,4 +117,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(json_text(result.to_json()))
     else:
         print(result.to_text())
+    return 0
+
+
+def _bench_hvl(args: argparse.Namespace) -> int:
+    """``openamp bench hvl``: the remote measures rng, console and ping."""
+    from ..tools.bench import bench_hvl
+
+    if args.peer:
+        raise UsageError("bench hvl runs its own remote; --peer does not apply")
+    size = 4096 if args.size == 17 else args.size
+    if size < 1:
+        raise UsageError("--size must be at least 1")
+    result = bench_hvl(
+        count=args.count or 1000,
+        request_bytes=size,
+        runs=args.runs,
+        timeout=max(args.timeout, 30.0),
+    )
+    print(json_text(result.to_json()) if args.json else result.to_text())
     return 0

@@ -22,6 +22,7 @@ machine (a test keeps the two equal)."""
 
 FAMILIES: dict[str, tuple[str, str]] = {
     "sdt": ("demo_sdt", "echo traffic on machine files from `openamp sdt generate`"),
+    "hvl": ("demo_hvl", "hypervisorless virtio, the seed's demo4 (entropy, console, ping)"),
 }
 """Demo family name -> (module in ``openamp.cli``, one-line description)."""
 
