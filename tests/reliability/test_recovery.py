@@ -86,6 +86,7 @@ def test_user_calls_during_recovery_are_answered_or_the_peers_error(
         finally:
             stop.set()
             thread.join(30)
+        print(f"recovery: {cycles} kill/recover cycles, {dict(outcomes)}")
         assert not untyped, f"untyped errors: {untyped!r}; outcomes {dict(outcomes)}"
         assert not thread.is_alive()
         assert rproc.crash_count == cycles
