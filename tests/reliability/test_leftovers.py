@@ -13,6 +13,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -63,9 +64,18 @@ def firmware_children(host_pid: int) -> list[int]:
     return found
 
 
-def test_a_killed_host_leaves_nothing_its_firmware_cannot_remove(tmp_path: Path) -> None:
+def test_a_killed_host_leaves_nothing_its_firmware_cannot_remove(
+    hostile_iterations: Callable[[int], int],
+) -> None:
     # The host (the process driver) is killed; the firmware sees its doorbell close,
     # stops, and as the last holder removes the memory file.
+    runs = hostile_iterations(1)
+    for _ in range(runs):
+        kill_a_host()
+    print(f"SIGKILL of the host: {runs} runs, nothing left behind")
+
+
+def kill_a_host() -> None:
     name = unique_name("openamp-vm")
     before = set(firmware_children(0))
     host = subprocess.Popen(
@@ -99,7 +109,16 @@ rpmsg.wait_until(lambda: False, 60)
 """
 
 
-def test_the_survivor_of_a_killed_server_removes_its_memory() -> None:
+def test_the_survivor_of_a_killed_server_removes_its_memory(
+    hostile_iterations: Callable[[int], int],
+) -> None:
+    runs = hostile_iterations(1)
+    for _ in range(runs):
+        kill_a_server()
+    print(f"SIGKILL of the socket server: {runs} runs, nothing left behind")
+
+
+def kill_a_server() -> None:
     from openamp.errors import PeerGoneError
     from openamp.platform.virtual import VirtualMachine
 

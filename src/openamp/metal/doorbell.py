@@ -288,6 +288,18 @@ class UnixSocketDoorbell(_ContextManaged):
         self._check_open()
         return self._fd
 
+    def peer_closed(self) -> bool:
+        """Whether the peer has closed its end (or reset it), without consuming a kick."""
+        if self._closed:
+            return True
+        try:
+            data = self._sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+        return not data
+
     def hang_up(self) -> None:
         """End the connection without closing our descriptor.  Idempotent.
 

@@ -339,7 +339,12 @@ class ProcessOps(RemoteprocOps):
             stat = Path(f"/proc/{proc.pid}/stat").read_text()
         except OSError:
             return False
-        return stat.rpartition(")")[2].split()[:1] not in (["Z"], ["X"])
+        if stat.rpartition(")")[2].split()[:1] in (["Z"], ["X"]):
+            return False
+        # an exiting process closes its descriptors before it is a zombie: its end of
+        # the doorbell tells first
+        doorbell = self.doorbell
+        return not (isinstance(doorbell, UnixSocketDoorbell) and doorbell.peer_closed())
 
     def _kill(self) -> None:
         proc = self.proc
