@@ -17,7 +17,7 @@ from types import FrameType
 from ..errors import OpenAMPError, ResourceTableError, UsageError
 from ..metal.doorbell import UnixSocketDoorbell
 from ..metal.io import IoRegion
-from ..metal.shm import SharedMemory
+from ..metal.shm import SharedMemory, unlink_when_unheld
 from ..metal.wait import DoorbellWaiter, wait_strategy
 from ..remoteproc.rsc_table import RSC_VDEV, Carveout, ResourceTable, Trace
 from ..remoteproc.virtio import RscVdevTransport
@@ -151,8 +151,16 @@ class FirmwareContext:
             logger.setLevel(old_level)
 
     def close(self) -> None:
-        """Destroy the endpoints (announcing it), disconnect and unmap."""
+        """Destroy the endpoints (announcing it), disconnect and unmap.
+
+        When the host is gone (killed, say), the firmware is the survivor and removes the
+        memory file once nobody holds it: a dying host closes its socket before the
+        kernel has dropped its hold on the memory, hence the short wait.
+        """
         with contextlib.suppress(OpenAMPError):
             self.rpmsg.close()
+        host_gone = self.doorbell.peer_closed()
         self.doorbell.close()
         self.shm.close()
+        if host_gone and os.path.exists(self.shm.path):
+            unlink_when_unheld(self.shm.path, wait=1.0)

@@ -56,7 +56,14 @@ from types import TracebackType
 from ..errors import InvalidStateError, UsageError
 from .io import IoRegion
 
-__all__ = ["SHM_DIR", "SharedMemory", "is_held", "reap_stale", "unique_name"]
+__all__ = [
+    "SHM_DIR",
+    "SharedMemory",
+    "is_held",
+    "reap_stale",
+    "unique_name",
+    "unlink_when_unheld",
+]
 
 log = logging.getLogger("openamp.metal.shm")
 
@@ -366,6 +373,23 @@ def is_held(path: str) -> bool:
         return True  # cannot tell: treat it as held, never remove it
     finally:
         os.close(fd)
+
+
+def unlink_when_unheld(path: str, *, wait: float = 1.0) -> bool:
+    """Remove ``path`` as soon as nobody holds it, waiting up to ``wait`` seconds.
+
+    For a survivor whose peer just died: the kernel drops a dead process's hold a
+    moment after the peer's other descriptors (its socket) are closed.  Returns whether
+    the file was removed.
+    """
+    end = time.monotonic() + wait
+    while is_held(path):
+        if time.monotonic() >= end:
+            return False
+        time.sleep(0.005)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    return True
 
 
 def reap_stale(

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import threading
 import time
@@ -29,7 +30,7 @@ from ..errors import OpenAMPError, OpenAMPTimeoutError, ResourceTableError, Usag
 from ..metal.deadline import Deadline
 from ..metal.doorbell import UnixSocketDoorbell, UnixSocketServer, reap_stale_sockets
 from ..metal.io import IoRegion
-from ..metal.shm import SharedMemory, reap_stale
+from ..metal.shm import SharedMemory, reap_stale, unlink_when_unheld
 from ..metal.wait import DoorbellWaiter, wait_strategy
 from ..remoteproc.core import VdevLink
 from ..remoteproc.rsc_table import RSC_VDEV, ResourceTable
@@ -319,7 +320,9 @@ class SharedMemoryMachine:
         if self._server is not None:
             self._server.close()
             self._server = None
+        peer_gone = False
         if self.doorbell is not None:
+            peer_gone = self.doorbell.peer_closed()
             self.doorbell.close()
             self.doorbell = None
         self._region = None
@@ -327,6 +330,10 @@ class SharedMemoryMachine:
             self.shm.close()
             if self.socket_role == "server":
                 self.shm.unlink()
+            elif self.survivor_cleans_up and peer_gone and os.path.exists(self.shm.path):
+                # the server died without removing it; the kernel drops a dead process's
+                # hold a moment after its socket closed
+                unlink_when_unheld(self.shm.path, wait=1.0)
             self.shm = None
 
     def __enter__(self) -> SharedMemoryMachine:
