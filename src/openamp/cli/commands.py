@@ -29,6 +29,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rsc": ("rsc", "show, check and build resource tables"),
     "rproc": ("rproc", "boot and manage remote processors"),
     "rpmsg": ("rpmsg", "rpmsg channels and endpoints on a board (the kernel's rpmsg_char/ctrl)"),
+    "echo_test": ("echo_test", "the Linux echo_test of the OpenAMP demos, on a board"),
+    "mat_mul_demo": ("mat_mul_demo", "the Linux mat_mul_demo of the OpenAMP demos, on a board"),
+    "proxy_app": ("proxy_app", "the Linux proxy_app of the OpenAMP demos, on a board"),
 }
 
 
