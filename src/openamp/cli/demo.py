@@ -20,7 +20,13 @@ DEMO_NAMES = ("echo", "matrix", "proxy", "rpc", "sample")
 machine (a test keeps the two equal)."""
 
 
-FAMILIES: dict[str, tuple[str, str]] = {}
+FAMILIES: dict[str, tuple[str, str]] = {
+    "board": (
+        "demo_board",
+        "the seed's board demos (echo, matrix, proxy, split, multi-services) inside a real "
+        "Linux kernel whose remoteproc core boots our remote processors",
+    ),
+}
 """Demo family name -> (module in ``openamp.cli``, one-line description)."""
 
 

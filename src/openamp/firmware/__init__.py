@@ -42,6 +42,7 @@ VRING0_DA, VRING1_DA, VRING_NUM, VRING_ALIGN = 0x4000, 0x8000, 256, 0x1000
 
 BUILTIN = {
     "echo": "openamp.firmware.echo",
+    "hello": "openamp.firmware.hello",
     "matrix": "openamp.firmware.matrix",
     "multi-services": "openamp.firmware.multi_services",
     "proxy": "openamp.firmware.proxy_demo",

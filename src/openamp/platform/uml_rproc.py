@@ -79,6 +79,8 @@ R2K_RECORD = struct.Struct("<IIII")
 """Host to kernel: ``{u32 type, u32 a, u32 b, u32 c}``."""
 R2K_REPLY, R2K_KICK, R2K_CRASH = 1, 2, 3
 ALL_VRINGS = 0xFFFFFFFF
+START_TIMEOUT = 8.0
+"""Seconds a started firmware has to connect its doorbell (the kernel waits 10)."""
 PROTOCOL_VERSION = 1
 MAX_MESSAGE = 64 << 20
 CRASH_MMUFAULT, CRASH_WATCHDOG, CRASH_FATAL = 0, 1, 2
@@ -194,6 +196,7 @@ class Processor:
     _doorbell: UnixSocketDoorbell | None = None
     _kick_pending: bool = False
     _out: dict[int, bytearray] = field(default_factory=dict)
+    _start_deadline: Deadline | None = None
 
     @property
     def firmware_pid(self) -> int | None:
@@ -284,7 +287,7 @@ class UmlRprocMachine:
     def _serve(self) -> None:
         try:
             while not self._closing:
-                for key, _ in self._selector.select(timeout=0.5):
+                for key, _ in self._selector.select(timeout=0.1):
                     kind, proc = key.data
                     if kind == "wake":
                         with contextlib.suppress(BlockingIOError):
@@ -292,6 +295,8 @@ class UmlRprocMachine:
                         continue
                     with self._lock:
                         self._dispatch(kind, proc, key.fileobj)
+                with self._lock:
+                    self._check_deadlines()
         except BaseException as exc:
             log.exception("the UML remoteproc machine stopped serving")
             self.error = exc
@@ -371,7 +376,8 @@ class UmlRprocMachine:
             p.events.append(f"error: {exc}")
             log.warning("%s: %s", p.name, exc)
             status = -(getattr(exc, "errno", None) or E.EINVAL)
-        self._send(p, R2K_REPLY, mtype, status & 0xFFFFFFFF)
+        if status is not None:
+            self._send(p, R2K_REPLY, mtype, status & 0xFFFFFFFF)
 
     def _send(self, p: Processor, rtype: int, a: int, b: int = 0) -> None:
         conn = p._conn
@@ -410,7 +416,7 @@ class UmlRprocMachine:
         kernel_name = name.split(b"\0", 1)[0].decode(errors="replace")
         p.events.append(f"hello remoteproc{index} {kernel_name}")
 
-    def _load(self, p: Processor, payload: bytes) -> int:
+    def _load(self, p: Processor, payload: bytes) -> int | None:
         name_len, image_size = LOAD.unpack_from(payload)
         if LOAD.size + name_len + image_size != len(payload):
             raise FirmwareImageError(f"LOAD of {len(payload)} bytes does not add up")
@@ -427,7 +433,7 @@ class UmlRprocMachine:
         p.events.append(f"load {name} ({spec})")
         return 0
 
-    def _start(self, p: Processor, payload: bytes) -> int:
+    def _start(self, p: Processor, payload: bytes) -> int | None:
         _boot, rsc_da, rsc_pa, rsc_size, _r = START.unpack_from(payload)
         if p._loaded is None:
             p.events.append("start without a load")
@@ -471,9 +477,27 @@ class UmlRprocMachine:
         p.boots.append(Boot(name, spec, options, rsc_da, rsc_pa, child.pid))
         p.state = "running"
         p.events.append(f"start {name} ({spec}, pid {child.pid})")
-        return 0
+        # The answer waits until the firmware is up (it connects its doorbell before it
+        # waits for the driver), so `echo start > state` returns with a running core,
+        # as on a board where the core boots in microseconds.
+        p._start_deadline = Deadline(START_TIMEOUT)
+        return None
 
-    def _stop(self, p: Processor, payload: bytes) -> int:
+    def _started(self, p: Processor, status: int) -> None:
+        if p._start_deadline is not None:
+            p._start_deadline = None
+            self._send(p, R2K_REPLY, K2R_START, status & 0xFFFFFFFF)
+
+    def _check_deadlines(self) -> None:
+        for p in self.processors:
+            deadline = p._start_deadline
+            if deadline is not None and deadline.expired():
+                p.events.append(f"start: the firmware did not come up within {START_TIMEOUT} s")
+                self._started(p, -E.ETIMEDOUT)
+                self._halt(p)
+                p.state = "offline"
+
+    def _stop(self, p: Processor, payload: bytes) -> int | None:
         was = p.state
         self._halt(p)
         if was == "running":
@@ -495,6 +519,7 @@ class UmlRprocMachine:
             server.close()
             return
         self._selector.register(p._doorbell, selectors.EVENT_READ, ("fw-kick", p))
+        self._started(p, 0)
         if p._kick_pending:
             p._kick_pending = False
             with contextlib.suppress(OpenAMPError):
@@ -554,6 +579,10 @@ class UmlRprocMachine:
         boot = p.boots[-1]
         boot.returncode = code
         p.events.append(f"firmware exited with status {code}")
+        if p._start_deadline is not None:
+            p.state = "offline"
+            self._started(p, -E.EIO)  # it never came up: the boot fails
+            return
         if code != 0 and p.state == "running":
             boot.crashed = True
             p.events.append("crash reported")
@@ -591,6 +620,8 @@ class UmlRprocMachine:
         p._server = None
         p._doorbell = None
         p._kick_pending = False
+        if p._start_deadline is not None:
+            self._started(p, -E.EINTR)
 
     # -- for tests and tools -------------------------------------------------------------------
 
