@@ -155,7 +155,8 @@ run cat /sys/class/remoteproc/remoteproc0/state
 
 MULTI_SERVICES_DEMOS = """\
 note 'Demo 1: rpmsg-client-sample device (by itself: 100 messages, then the channel goes)'
-wait_gone '/sys/bus/rpmsg/devices/*rpmsg-client-sample*' 20
+wait_log 'rpmsg sample client driver is removed' 20
+wait_for /dev/ttyRPMSG0 10
 {trace}
 note 'Demo 2: rpmsg-tty device'
 run 'ls /dev/ttyRPMSG*'
@@ -297,8 +298,8 @@ def prelude(src: str, python: str, *, prompt: str = PROMPT, pace: float = 0.15) 
     ``src``: the ``sys.path`` entry holding the ``openamp`` package the guest runs;
     ``python``: the interpreter.  Defines ``say`` (print a line), ``note`` (a comment
     line), ``run`` (print ``prompt`` and the command, run it, give background readers
-    ``pace`` seconds), ``wait_for``/``wait_gone`` (a path appears/disappears), and starts
-    printing kernel messages as a console does.
+    ``pace`` seconds), ``wait_for``/``wait_gone`` (a path appears/disappears),
+    ``wait_log`` (a kernel message), and starts printing kernel messages as a console does.
     """
     return f"""\
 export PATH="$PWD/bin:$PATH" PYTHONPATH={shlex.quote(src)} PYTHONDONTWRITEBYTECODE=1
@@ -313,6 +314,9 @@ run() {{
 }}
 wait_for() {{
     i=0; while [ ! -e "$1" ] && [ $i -lt $(($2 * 20)) ]; do sleep 0.05; i=$((i+1)); done
+}}
+wait_log() {{
+    i=0; while ! dmesg | grep -q "$1" && [ $i -lt $(($2 * 20)) ]; do sleep 0.05; i=$((i+1)); done
 }}
 wait_gone() {{
     i=0; while ls $1 >/dev/null 2>&1 && [ $i -lt $(($2 * 20)) ]; do sleep 0.05; i=$((i+1)); done
