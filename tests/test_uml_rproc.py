@@ -187,12 +187,19 @@ def test_stop_removes_the_channels_and_the_trace(life: Life) -> None:
     assert life.step("traces_after_stop") == []
 
 
+def test_openamp_rproc_starts_traces_and_stops_it(life: Life) -> None:
+    assert life.step("cli_start")["code"] == 0 and life.step("cli_state") == "running"
+    trace = life.step("cli_trace")
+    assert trace["code"] == 0 and "uml_crashy_firmware: booted" in trace["out"]
+    assert life.step("cli_stop")["code"] == 0 and life.step("cli_stopped") == "offline"
+
+
 def test_the_character_device_starts_and_stops_the_processor(life: Life) -> None:
     assert life.step("cdev_started") == "running"
     assert life.step("cdev_stopped") == "offline"
     # every boot: load and start, and a stop (or a crash) before the next
     boots = life.processor.boots
-    assert len(boots) == 5  # start, 2 recoveries, recover, the cdev's start
+    assert len(boots) == 6  # start, 2 recoveries, recover, the command's, the cdev's
     assert all(b.firmware == "crashy.elf" for b in boots)
 
 

@@ -143,6 +143,13 @@ def scenario_adapter(result: dict[str, Any]) -> None:
     s["channels_after_stop"] = [c.name for c in L.list_channels()]
     s["traces_after_stop"] = rp.trace_names()
 
+    # the command, as a user types it
+    s["cli_start"] = cli("rproc", "start", "remoteproc0")
+    s["cli_state"] = str(rp.state)
+    s["cli_trace"] = cli("rproc", "trace", "remoteproc0")
+    s["cli_stop"] = cli("rproc", "stop", "remoteproc0")
+    s["cli_stopped"] = str(rp.state)
+
     # the character device: start and stop without sysfs
     with rp.open_cdev() as cdev:
         cdev.command("start")
