@@ -238,4 +238,4 @@ class FirmwareContext:
         self.doorbell.close()
         self.shm.close()
         if host_gone and self.shm.unlink_when_last and os.path.exists(self.shm.path):
-            unlink_when_unheld(self.shm.path, wait=1.0)
+            unlink_when_unheld(self.shm.path, wait=5.0)

@@ -333,7 +333,7 @@ class SharedMemoryMachine:
             elif self.survivor_cleans_up and peer_gone and os.path.exists(self.shm.path):
                 # the server died without removing it; the kernel drops a dead process's
                 # hold a moment after its socket closed
-                unlink_when_unheld(self.shm.path, wait=1.0)
+                unlink_when_unheld(self.shm.path, wait=5.0)
             self.shm = None
 
     def __enter__(self) -> SharedMemoryMachine:
