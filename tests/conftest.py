@@ -28,6 +28,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="also compile the hot modules with mypyc and run the rpmsg tests on them (35 s)",
     )
+
+
 FIXED = [f"/dev/shm/{SHM_NAME}", EVENT_PATH]
 LOCK = "/tmp/pyopenamp-fixed-names.lock"
 

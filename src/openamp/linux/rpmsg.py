@@ -27,7 +27,6 @@ Linux 7.0, §6.4-6.5).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno as E
 import fcntl
@@ -871,6 +870,8 @@ class RpmsgEndpoint:
         self, data: bytes | bytearray | memoryview, timeout: float | None = 15.0
     ) -> int:
         """:meth:`send` for asyncio: waits for a buffer with ``asyncio.sleep``."""
+        import asyncio  # here, not at the top: a board command that never awaits pays nothing
+
         self._check_open()
         payload = bytes(data)
         loop = asyncio.get_running_loop()
