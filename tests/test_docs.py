@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -29,6 +30,35 @@ def test_documentation_example_runs(doc: str, line: int, code: str) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT
     )
     assert r.returncode == 0, f"{doc}:{line} failed:\n{r.stdout}\n{r.stderr}"
+
+
+def test_every_documented_example_passes_mypy_strict(tmp_path: Path) -> None:
+    # The examples are what users copy: the API must type-check as they use it.
+    files = []
+    for doc, line, code in python_blocks():
+        stem = re.sub(r"\W", "_", doc.removesuffix(".md")).lower()
+        path = tmp_path / f"example_{stem}_line{line}.py"
+        path.write_text(code)
+        files.append(str(path))
+    src = str(ROOT / "src")
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--no-incremental",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            *files,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+        env={**os.environ, "MYPYPATH": src},
+    )
+    assert r.returncode == 0, r.stdout.replace(str(tmp_path) + "/", "") + r.stderr
 
 
 def test_readme_starts_with_the_two_commands() -> None:

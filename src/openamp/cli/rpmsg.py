@@ -51,6 +51,7 @@ from ..linux.rpmsg import (
 from ..linux.tty import TtyStream, tty_index
 from ..tools.output import json_text, table
 from .commands import help_for
+from .values import count, limit, positive_seconds, seconds
 
 EPILOG = """\
 examples (on a board, as root):
@@ -105,7 +106,7 @@ def _target_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="bind the channel to rpmsg_chrdev and use its own endpoint device",
     )
-    p.add_argument("--timeout", type=float, default=2.0, metavar="SECONDS")
+    p.add_argument("--timeout", type=seconds, default=2.0, metavar="SECONDS")
 
 
 def _sub(
@@ -157,7 +158,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--src", type=parse_addr_arg, default=RPMSG_ADDR_ANY)
     p.add_argument("--dst", type=parse_addr_arg)
     p.add_argument("--ctrl", metavar="DEV", help="control device (default: the channel's)")
-    p.add_argument("--timeout", type=float, default=2.0, metavar="SECONDS")
+    p.add_argument("--timeout", type=seconds, default=2.0, metavar="SECONDS")
     p.set_defaults(func=cmd_rpmsg_ept_create)
     p = _sub(
         esub,
@@ -207,9 +208,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "reply is missing (or, with --echo, differs).",
     )
     _target_options(p)
-    p.add_argument("--count", type=int, default=1)
+    p.add_argument("--count", type=count, default=1, metavar="N", help="messages (%(default)s)")
     p.add_argument("--message", help="payload text (default: 'ping N')")
-    p.add_argument("--size", type=int, help="payload of SIZE bytes of 0xA5 instead")
+    p.add_argument(
+        "--size", type=limit, metavar="BYTES", help="payload of BYTES bytes of 0xA5 instead"
+    )
     p.add_argument("--echo", action="store_true", help="require replies equal to the message")
     p.set_defaults(func=cmd_rpmsg_ping)
 
@@ -232,8 +235,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--for SECONDS, or Ctrl-C.",
     )
     _target_options(p)
-    p.add_argument("--count", type=int, default=0, help="stop after N messages (0: no limit)")
-    p.add_argument("--for", dest="duration", type=float, metavar="SECONDS")
+    p.add_argument(
+        "--count", type=limit, default=0, metavar="N", help="stop after N messages (0: no limit)"
+    )
+    p.add_argument("--for", dest="duration", type=positive_seconds, metavar="SECONDS")
     p.add_argument("--hex", action="store_true", help="always print hex")
     p.set_defaults(func=cmd_rpmsg_listen)
 
@@ -516,8 +521,6 @@ def _show(data: bytes, force_hex: bool) -> str:
 
 def cmd_rpmsg_ping(args: argparse.Namespace) -> int:
     """``openamp rpmsg ping TARGET``."""
-    if args.count < 1:
-        raise UsageError("--count must be at least 1")
     results: list[dict[str, Any]] = []
     with open_target(args) as link:
         if not args.json:

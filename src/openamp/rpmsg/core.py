@@ -65,11 +65,12 @@ log = logging.getLogger("openamp.rpmsg")
 SEND_TIMEOUT = 15.0
 """Default seconds a blocking send waits for a free buffer (the C library's 15 s)."""
 
-EndpointCallback = Callable[["Endpoint", memoryview, int], None]
-"""``callback(endpoint, payload, src)``; ``payload`` is valid only during the call."""
-UnbindCallback = Callable[["Endpoint"], None]
-NsCallback = Callable[["RpmsgDevice", str, int], None]
-"""``callback(device, service_name, remote_address)``."""
+EndpointCallback = Callable[["Endpoint", memoryview, int], object]
+"""``callback(endpoint, payload, src)``; ``payload`` is valid only during the call.
+Whatever it returns is ignored (so ``lambda ept, data, src: ept.send(data)`` fits)."""
+UnbindCallback = Callable[["Endpoint"], object]
+NsCallback = Callable[["RpmsgDevice", str, int], object]
+"""``callback(device, service_name, remote_address)``; its return value is ignored."""
 
 
 class Waiter(Protocol):
