@@ -58,6 +58,15 @@ class _PumpWaiter:
                 return ready()
         return ready()
 
+    async def wait_async(
+        self,
+        ready: Callable[[], bool],
+        timeout: float | None,
+        arm: Callable[[], bool] | None = None,
+    ) -> bool:
+        """:meth:`wait` under asyncio: the pump never blocks, so it runs as it is."""
+        return self.wait(ready, timeout, arm)
+
 
 class InProcessPair:
     """Both sides of a machine in one process, over one ``bytearray``.
