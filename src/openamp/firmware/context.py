@@ -50,7 +50,7 @@ class FirmwareContext:
 
     def __init__(
         self,
-        shm: SharedMemory,
+        shm: SharedMemory | None,
         region: IoRegion,
         doorbell: UnixSocketDoorbell,
         table_da: int,
@@ -58,11 +58,14 @@ class FirmwareContext:
         table: ResourceTable,
     ) -> None:
         self.shm = shm
+        """The memory file (None when the firmware runs in the host's process)."""
         self.memory = region
         self.doorbell = doorbell
         self.table_da = table_da
         self.table = table
         self.rpmsg = rpmsg
+        self.trace_lines: list[str] = []
+        """Every line given to :meth:`trace`, also when the table has no trace buffer."""
         self._trace = next((e for e in table.entries if isinstance(e, Trace)), None)
         self._trace_pos = 0
 
@@ -108,6 +111,7 @@ class FirmwareContext:
 
     def trace(self, line: str) -> None:
         """Append a line to the firmware's trace buffer (if it declares one)."""
+        self.trace_lines.append(line.rstrip("\n"))
         t = self._trace
         if t is None:
             return
@@ -140,4 +144,5 @@ class FirmwareContext:
         with contextlib.suppress(OpenAMPError):
             self.rpmsg.close()
         self.doorbell.close()
-        self.shm.close()
+        if self.shm is not None:
+            self.shm.close()
