@@ -29,6 +29,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rsc": ("rsc", "show, check and build resource tables"),
     "rproc": ("rproc", "boot and manage remote processors"),
     "rpmsg": ("rpmsg", "rpmsg channels and endpoints on a board (the kernel's rpmsg_char/ctrl)"),
+    "send": ("send", "send messages to a service of a firmware `rproc run --name` keeps up"),
+    "listen": ("listen", "print what a firmware `rproc run --name` keeps up sends on a service"),
+    "console": (
+        "console",
+        "follow the console and trace of a firmware `rproc run --name` keeps up",
+    ),
 }
 
 

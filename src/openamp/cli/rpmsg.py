@@ -49,7 +49,7 @@ from ..linux.rpmsg import (
     unbind_channel,
 )
 from ..linux.tty import TtyStream, tty_index
-from ..tools.output import json_text, table
+from ..tools.output import json_text, payload_text, table
 from .commands import help_for
 from .values import count, limit, positive_seconds, seconds
 
@@ -507,18 +507,6 @@ def open_target(args: argparse.Namespace) -> Iterator[Link]:
         yield Link(ep, None, f"{ep.path} (temporary, {format_addr(dst)})")
 
 
-def _show(data: bytes, force_hex: bool) -> str:
-    if not force_hex:
-        try:
-            text = data.decode()
-        except UnicodeDecodeError:
-            pass
-        else:
-            if text.isprintable():
-                return repr(text)
-    return data.hex(" ")
-
-
 def cmd_rpmsg_ping(args: argparse.Namespace) -> int:
     """``openamp rpmsg ping TARGET``."""
     results: list[dict[str, Any]] = []
@@ -555,7 +543,7 @@ def cmd_rpmsg_ping(args: argparse.Namespace) -> int:
             if not args.json:
                 mark = "" if same else " (differs from the message)"
                 print(
-                    f"  {n}: {len(reply)} bytes in {rtt * 1e3:.3f} ms: {_show(reply, False)}{mark}"
+                    f"  {n}: {len(reply)} bytes in {rtt * 1e3:.3f} ms: {payload_text(reply)}{mark}"
                 )
     replies = [r for r in results if r["reply"] is not None]
     ok = len(replies) == len(results) and (not args.echo or all(r["echo"] for r in replies))
@@ -635,7 +623,9 @@ def cmd_rpmsg_listen(args: argparse.Namespace) -> int:
                     flush=True,
                 )
             else:
-                print(f"[{t:9.3f}] {len(data):4d} bytes: {_show(data, args.hex)}", flush=True)
+                print(
+                    f"[{t:9.3f}] {len(data):4d} bytes: {payload_text(data, args.hex)}", flush=True
+                )
     if not args.json:
         print(f"{count} message(s)")
     return 0

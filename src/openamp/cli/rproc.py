@@ -41,6 +41,7 @@ examples:
   openamp rproc run echo --for 1              # the built-in Python echo firmware
   openamp rproc run echo --recovery --for 1   # restart it if it crashes; stop after 1 s
   openamp rproc run sample --for 1 --json     # events as JSON Lines
+  openamp rproc run echo --name lab --for 1   # others reach it: openamp send --name lab ...
 
 FIRMWARE is a built-in Python firmware (echo, matrix, proxy, rpc, sample),
 python:MODULE or python:path/to/file.py for your own Python firmware (a main(ctx)
@@ -49,7 +50,9 @@ function; MODULE is found on the Python path or in the current directory, e.g.
 executable for this PC: with a .resource_table section (see docs/remoteproc.md), or a C
 program for the Linux generic machine (./rpmsg-echo).  The firmware's output is shown
 as it is printed, prefixed with "firmware:"; a crash shows its traceback at once.
-Ctrl-C stops the firmware and ends the command as --for does.
+Ctrl-C stops the firmware and ends the command as --for does.  The virtual machine is
+named (--name, else a new name, printed): while it runs, `openamp send`, `listen` and
+`console --machine virtual --name NAME` reach the firmware from other shells.
 exit status: 0 when the firmware stopped or was stopped without crashing, 1 after a
 crash (even one recovered from) or an error, 2 for a usage error.
 """
@@ -88,6 +91,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="how long the firmware may take to connect (%(default)s)",
     )
     run.add_argument(
+        "--name",
+        metavar="NAME",
+        help="name of the virtual machine, for `openamp send/listen/console --name NAME` "
+        "(default: a new unique one)",
+    )
+    run.add_argument(
         "--json",
         action="store_true",
         help="print events as JSON Lines: state, service, console, trace, finished",
@@ -101,6 +110,8 @@ def check_rproc_run(args: argparse.Namespace) -> None:
     from ..errors import UsageError
     from ..firmware import BUILTIN, find_firmware
 
+    if args.name is not None and (not args.name or "/" in args.name or args.name[0] == "."):
+        raise UsageError(f"--name {args.name!r}: a machine name has no '/' and no leading '.'")
     fw: str = args.firmware
     if fw.startswith("python:"):
         find_firmware(fw.removeprefix("python:"))
@@ -130,12 +141,17 @@ class _Printer:
 
 def cmd_rproc_run(args: argparse.Namespace) -> int:
     """``openamp rproc run``."""
+    import queue
+
     from ..platform.process import ProcessMachine
     from ..remoteproc.state import RprocState
     from ..rpmsg.core import RpmsgDevice
+    from ..tools.relay import RelayServer
 
     out = _Printer(args.json)
     stop = False
+    # lines and states for the relay's clients, from the reader and watcher threads
+    for_relay: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
 
     def on_sigint(signum: int, frame: FrameType | None) -> None:
         nonlocal stop
@@ -143,16 +159,37 @@ def cmd_rproc_run(args: argparse.Namespace) -> int:
 
     def console(line: str) -> None:
         out.emit(f"firmware: {line}", "console", line=line)
+        for_relay.put(("console", line))
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
     machine = ProcessMachine(
-        memory_size=args.memory_size, start_timeout=args.timeout, console=console
+        name=args.name,
+        memory_size=args.memory_size,
+        start_timeout=args.timeout,
+        console=console,
     )
     rproc = machine.rproc
+
+    def device() -> RpmsgDevice | None:
+        dev = rproc.vdev_devices.get(0)
+        running = isinstance(dev, RpmsgDevice) and rproc.state is RprocState.RUNNING
+        return dev if running and isinstance(dev, RpmsgDevice) else None
+
+    relay = RelayServer(machine.name, device)
+    previous = signal.signal(signal.SIGINT, on_sigint)
 
     def show(ev: StateEvent) -> None:
         text = f"rproc: {ev.old} -> {ev.new}" + (f" ({ev.reason})" if ev.reason else "")
         out.emit(text, "state", old=str(ev.old), new=str(ev.new), reason=ev.reason or None)
+        for_relay.put(("state", str(ev.new)))
+
+    def pass_on() -> None:
+        while not for_relay.empty():
+            kind, text = for_relay.get()
+            if kind == "state":
+                relay.state(text)
+            else:
+                relay.console(text, kind)
+        relay.serve_once()
 
     rproc.subscribe(show)
     printed = 0
@@ -203,7 +240,9 @@ def cmd_rproc_run(args: argparse.Namespace) -> int:
                     new = text[printed:]
                     for line in new.splitlines():
                         out.emit(f"trace: {line}", "trace", line=line)
+                        for_relay.put(("trace", line))
                     printed = len(text)
+            pass_on()
             if rproc.state in (RprocState.STOPPED, RprocState.ERROR):
                 break
             if rproc.state is RprocState.CRASHED and not args.recovery:
@@ -214,6 +253,7 @@ def cmd_rproc_run(args: argparse.Namespace) -> int:
             out.emit(f"rproc: {args.duration} s passed: stopping the firmware", "expired")
     finally:
         final = rproc.state
+        relay.close()
         machine.close()
         signal.signal(signal.SIGINT, previous)
     crashed = rproc.crash_count > 0 or final in (RprocState.CRASHED, RprocState.ERROR)
