@@ -98,14 +98,14 @@ def test_console_shows_the_firmware_trace_so_far(running_echo: str) -> None:
 
 
 def test_an_unknown_service_is_named_with_the_announced_ones(running_echo: str) -> None:
-    r = openamp("send", "--name", running_echo, "nosuch", "x")
+    r = openamp("send", "--name", running_echo, "nosuch", "x", "--timeout", "0.5")
     assert r.returncode == 1
     assert f"the firmware announced no 'nosuch' (announced: {ECHO})" in r.stderr
 
 
 def test_no_machine_of_that_name_says_how_to_start_one() -> None:
     name = unique_name("openamp-vm")
-    r = openamp("send", "--name", name, ECHO, "x")
+    r = openamp("send", "--name", name, ECHO, "x", "--timeout", "0.5")
     assert r.returncode == 1
     assert f"start it with `openamp rproc run FIRMWARE --name {name}`" in r.stderr
 
@@ -114,3 +114,15 @@ def test_a_second_machine_of_the_same_name_is_refused(running_echo: str) -> None
     r = openamp("rproc", "run", "echo", "--name", running_echo, "--for", "1")
     assert r.returncode == 1
     assert "is already running" in r.stderr
+
+
+def test_send_right_after_starting_the_machine_waits_for_the_service() -> None:
+    name = unique_name("openamp-vm")
+    machine = start("rproc", "run", "echo", "--name", name)
+    try:
+        r = openamp("send", "--name", name, ECHO, "early", "--reply", "--timeout", "20")
+    finally:
+        code, out, err = interrupt(machine)
+    assert r.returncode == 0, r.stderr
+    assert "reply: 'early'" in r.stdout
+    assert code == 0, out + err

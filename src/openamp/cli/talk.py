@@ -8,11 +8,11 @@ import argparse
 from .values import seconds
 
 EPILOG = """\
-examples (two terminals):
-  openamp rproc run echo --name lab                        # terminal 1: boots and stays up
-  openamp listen --machine virtual --name lab rpmsg-openamp-demo-channel   # terminal 2
+examples (the first two in terminals of their own):
+  openamp rproc run echo --name lab &            # boots the firmware and keeps it up
+  openamp listen --machine virtual --name lab rpmsg-openamp-demo-channel --count 1 &
   openamp send --machine virtual --name lab rpmsg-openamp-demo-channel hello --reply
-  openamp console --machine virtual --name lab             # the firmware's console and trace
+  openamp console --machine virtual --name lab --for 1   # its console and trace
 
 SERVICE is a name the firmware announced (`openamp rproc run` prints them).  send,
 listen and console talk to the `openamp rproc run --name NAME` process, which relays

@@ -17,9 +17,12 @@ terminal, that process also serves a control socket, ``/tmp/NAME.ctl`` (a UNIX
 * every client gets ``{"event": "state", "state": ...}`` on state changes and
   ``{"event": "gone"}`` when the firmware stops.
 
-A message from the firmware goes to every client listening on its service (and to a
-``send`` waiting for its reply); with no one listening it is dropped, so start
-``listen`` before you ``send``.  The relay runs in the host's one thread: the caller
+A request for a service the firmware has not announced yet (it is still booting, or
+restarting) waits for the announcement up to the request's ``timeout`` (seconds, default
+5), so ``openamp rproc run ... &`` followed at once by ``openamp send`` works.  A message
+from the firmware goes to every client listening on its service (and to a ``send``
+waiting for its reply); with no one listening it is dropped, so start ``listen`` before
+you ``send``.  The relay runs in the host's one thread: the caller
 calls :meth:`RelayServer.serve_once` between its other work.  Nothing here blocks.
 """
 
@@ -29,6 +32,7 @@ import contextlib
 import json
 import os
 import socket
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -58,6 +62,12 @@ class _Client:
     services: set[str] = field(default_factory=set)
     console: bool = False
     reply_to: set[str] = field(default_factory=set)
+    waiting: list[tuple[dict[str, Any], float]] = field(default_factory=list)
+    """Requests for services not announced yet, with their deadlines (monotonic)."""
+
+
+class _NotYet(Exception):
+    """The service is not announced (yet): the request waits."""
 
 
 class RelayServer:
@@ -112,7 +122,28 @@ class RelayServer:
         self._accept()
         for client in list(self._clients):
             self._read(client)
+            self._retry(client)
         self._relay_messages()
+
+    def _retry(self, client: _Client) -> None:
+        waiting, client.waiting = client.waiting, []
+        for request, deadline in waiting:
+            self._answer(client, request, deadline)
+
+    def _answer(self, client: _Client, request: dict[str, Any], deadline: float) -> None:
+        try:
+            answer = self._handle(client, request)
+        except _NotYet as exc:
+            if time.monotonic() < deadline:
+                client.waiting.append((request, deadline))
+                return
+            answer = {"ok": False, "error": str(exc)}
+        except OpenAMPError as exc:
+            answer = {"ok": False, "error": str(exc)}
+        except (ValueError, KeyError, TypeError) as exc:
+            answer = {"ok": False, "error": f"bad request: {exc}"}
+        if answer is not None:
+            self._send(client, answer)
 
     def _accept(self) -> None:
         while True:
@@ -137,13 +168,11 @@ class RelayServer:
                 return
             try:
                 request = json.loads(packet)
-                answer = self._handle(client, request)
-            except OpenAMPError as exc:
-                answer = {"ok": False, "error": str(exc)}
-            except (ValueError, KeyError, TypeError) as exc:
-                answer = {"ok": False, "error": f"bad request: {exc}"}
-            if answer is not None:
-                self._send(client, answer)
+                timeout = float(request.get("timeout", 5.0))
+            except (ValueError, TypeError, AttributeError) as exc:
+                self._send(client, {"ok": False, "error": f"bad request: {exc}"})
+                continue
+            self._answer(client, request, time.monotonic() + timeout)
 
     def _handle(self, client: _Client, request: dict[str, Any]) -> dict[str, Any] | None:
         op = request["op"]
@@ -163,14 +192,14 @@ class RelayServer:
             data = bytes.fromhex(request["data"])
             if request.get("reply"):
                 client.reply_to.add(service)
-            sent = ept.send(data, timeout=float(request.get("timeout", 1.0)))
+            sent = ept.send(data, timeout=1.0)
             return {"ok": True, "sent": sent}
         raise ValueError(f"unknown op {op!r}")
 
     def _endpoint(self, service: str) -> Endpoint:
         dev = self._device()
         if dev is None:
-            raise PeerGoneError("the firmware has no rpmsg link right now (not running)")
+            raise _NotYet("the firmware has no rpmsg link (it is not running)")
         if dev is not self._owner:  # a new link (first use, or after a restart)
             self._owner = dev
             self._endpoints.clear()
@@ -179,7 +208,7 @@ class RelayServer:
             addr = dev.services.get(service)
             if addr is None:
                 announced = ", ".join(sorted(dev.services)) or "none"
-                raise UsageError(f"the firmware announced no {service!r} (announced: {announced})")
+                raise _NotYet(f"the firmware announced no {service!r} (announced: {announced})")
             ept = dev.create_endpoint(service, dst=addr)
             self._endpoints[service] = ept
         return ept
@@ -239,21 +268,32 @@ class RelayServer:
 class RelayClient:
     """A connection to a relay (what ``openamp send/listen/console`` use)."""
 
-    def __init__(self, name: str, timeout: float | None = 5.0) -> None:
+    def __init__(self, name: str, timeout: float = 5.0) -> None:
         self.path = control_path(name)
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        try:
-            self.sock.connect(self.path)
-        except OSError as exc:
-            self.sock.close()
-            raise PeerGoneError(
-                f"nothing serves the virtual machine {name!r} ({self.path}: "
-                f"{exc.strerror or exc}); start it with `openamp rproc run FIRMWARE --name {name}`"
-            ) from None
-        self.sock.settimeout(timeout)
+        self.timeout = timeout
+        deadline = time.monotonic() + timeout
+        while True:  # the machine may still be starting: retry until ``timeout``
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            try:
+                self.sock.connect(self.path)
+                break
+            except OSError as exc:
+                self.sock.close()
+                if time.monotonic() >= deadline:
+                    raise PeerGoneError(
+                        f"nothing serves the virtual machine {name!r} ({self.path}: "
+                        f"{exc.strerror or exc}); start it with "
+                        f"`openamp rproc run FIRMWARE --name {name}`"
+                    ) from None
+                time.sleep(0.05)
+        self.sock.settimeout(timeout + 1.0)
 
     def request(self, **request: Any) -> dict[str, Any]:
-        """Send a request; return its answer (events that come first are skipped)."""
+        """Send a request; return its answer (events that come first are skipped).
+
+        The relay waits up to the connection's ``timeout`` for the service to be
+        announced."""
+        request.setdefault("timeout", self.timeout)
         self.sock.send(json.dumps(request).encode())
         while True:
             event = self.next_event()
