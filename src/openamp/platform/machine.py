@@ -20,7 +20,7 @@ import contextlib
 import logging
 from typing import Any, Literal
 
-from ..errors import OpenAMPError, ResourceTableError, UsageError
+from ..errors import InvalidStateError, OpenAMPError, ResourceTableError, UsageError
 from ..metal.doorbell import UnixSocketDoorbell, UnixSocketServer
 from ..metal.io import IoRegion
 from ..metal.shm import SharedMemory
@@ -151,7 +151,7 @@ class SharedMemoryMachine:
     def rpmsg(self) -> RpmsgVirtioDevice:
         """The rpmsg device (after :meth:`start`)."""
         if self._rpmsg is None:
-            raise UsageError("the machine is not started; call start() first")
+            raise InvalidStateError("the machine is not started; call start() first")
         return self._rpmsg
 
     def listen(self) -> None:
