@@ -93,9 +93,7 @@ def test_every_command_has_examples_in_its_help() -> None:
     without = [
         command
         for command in COMMANDS
-        if not any(
-            "\n  openamp " in (p.epilog or "") for p in _parsers(build_parser([command]))
-        )
+        if not any("\n  openamp " in (p.epilog or "") for p in _parsers(build_parser([command])))
     ]
     assert without == []
 

@@ -57,25 +57,37 @@ def test_the_plugin_is_registered_under_the_pytest11_entry_point() -> None:
     assert any(dep.startswith("pytest-xdist") for dep in project["optional-dependencies"]["test"])
 
 
-def test_the_documented_suite_passes_from_its_own_folder_on_two_workers(tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["its folder", "the folder above"])
+def test_the_documented_suite_passes_on_two_workers(tmp_path: Path, where: str) -> None:
     files = documented_files(PAGE)
     assert set(files) == {"my_firmware.py", "host.py", "test_my_firmware.py"}
     project = tmp_path / "my_project"
     project.mkdir()
     for name, source in files.items():
         (project / name).write_text(source)
-    r = pytest_in(project, "-n", "2", "-v")
+    if where == "its folder":
+        r = pytest_in(project, "-n", "2", "-v")
+    else:
+        r = pytest_in(tmp_path, "my_project", "-n", "2", "-v")
     assert r.returncode == 0, r.stdout[-4000:] + r.stderr[-2000:]
     assert re.search(r"\b6 passed\b", r.stdout), r.stdout[-2000:]
     workers = set(re.findall(r"\[(gw\d)\] .*PASSED", r.stdout))
     assert workers == {"gw0", "gw1"}, r.stdout[-2000:]  # the suite spread over both
 
 
-def test_the_documented_host_program_runs_from_its_folder(tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["its folder", "another folder"])
+def test_the_documented_host_program_runs(tmp_path: Path, where: str) -> None:
+    project = tmp_path / "my_project"
+    project.mkdir()
     for name, source in documented_files(PAGE).items():
-        (tmp_path / name).write_text(source)
+        (project / name).write_text(source)
+    cwd = project if where == "its folder" else tmp_path
     r = subprocess.run(
-        [sys.executable, "host.py"], capture_output=True, text=True, timeout=60, cwd=tmp_path
+        [sys.executable, str(project / "host.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
     )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "[b'HELLO', b'FIRMWARE']"

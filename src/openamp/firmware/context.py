@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import signal
+from collections import deque
 from collections.abc import Iterator
 from types import FrameType
 
@@ -64,8 +65,8 @@ class FirmwareContext:
         self.table_da = table_da
         self.table = table
         self.rpmsg = rpmsg
-        self.trace_lines: list[str] = []
-        """Every line given to :meth:`trace`, also when the table has no trace buffer."""
+        self.trace_lines: deque[str] = deque(maxlen=1000)
+        """The last 1000 lines given to :meth:`trace`, also without a trace buffer."""
         self._trace = next((e for e in table.entries if isinstance(e, Trace)), None)
         self._trace_pos = 0
 
