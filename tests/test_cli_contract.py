@@ -342,3 +342,27 @@ def test_the_console_streams_every_line_live(tmp_path: Path) -> None:
         proc.communicate(timeout=30)
     printed = [line for line in seen.splitlines() if line.startswith("firmware: line ")]
     assert printed == [f"firmware: line {i}" for i in range(300)]
+
+
+def test_every_command_has_json() -> None:
+    import argparse
+
+    from openamp.cli import build_parser
+
+    def leaves(
+        parser: argparse.ArgumentParser, path: str
+    ) -> list[tuple[str, argparse.ArgumentParser]]:
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            return [(path, parser)]
+        out = []
+        for name, child in subs[0].choices.items():
+            out += leaves(child, f"{path} {name}")
+        return out
+
+    without = [
+        path
+        for path, parser in leaves(build_parser(), "openamp")
+        if not any("--json" in a.option_strings for a in parser._actions)
+    ]
+    assert without == []

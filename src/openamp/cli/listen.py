@@ -45,7 +45,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
     deadline = Deadline(args.duration)
     with RelayClient(args.name, timeout=args.timeout) as relay:
         relay.request(op="listen", service=args.service)
-        if not args.json and not args.quiet:
+        if not args.json and not getattr(args, "quiet", False):
             print(f"listening on {args.service!r} of {args.name}", flush=True)
         while not args.count or count < args.count:
             remaining = deadline.remaining()
@@ -69,6 +69,6 @@ def cmd_listen(args: argparse.Namespace) -> int:
                 print(
                     f"[{t:9.3f}] {len(data):4d} bytes: {payload_text(data, args.hex)}", flush=True
                 )
-    if not args.json and not args.quiet:
+    if not args.json and not getattr(args, "quiet", False):
         print(f"{count} message(s)")
     return 0

@@ -77,7 +77,7 @@ def cmd_proxy(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace, line: str) -> None:
-    if not args.quiet:
+    if not getattr(args, "quiet", False):
         print(line, file=sys.stderr, flush=True)
 
 
