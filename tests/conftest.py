@@ -12,7 +12,7 @@ import re
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -37,6 +37,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="also compile the hot modules with mypyc and run the rpmsg tests on them (35 s)",
     )
+    parser.addoption(
+        "--hostile-iterations",
+        type=int,
+        default=0,
+        metavar="N",
+        help="inputs per randomized family in tests/reliability (default: each test's own "
+        "small count, a few seconds); e.g. 10000 for a full hostile run",
+    )
+
+
+@pytest.fixture
+def hostile_iterations(request: pytest.FixtureRequest) -> Callable[[int], int]:
+    """``n(default)``: the --hostile-iterations count, or ``default`` when not given."""
+
+    def count(default: int) -> int:
+        given = int(request.config.getoption("--hostile-iterations"))
+        return given if given > 0 else default
+
+    return count
 
 
 FIXED = [f"/dev/shm/{SHM_NAME}", EVENT_PATH]

@@ -7,19 +7,24 @@ import pytest
 from openamp import (
     AddressExhaustedError,
     AddressInUseError,
+    DeviceGoneError,
     EndpointClosedError,
     EndpointNotBoundError,
+    EndpointUnboundError,
     InvalidStateError,
     MessageError,
     NoBufferError,
     OpenAMPTimeoutError,
     PayloadTooLargeError,
+    PeerGoneError,
     SendTimeoutError,
+    UsageError,
 )
 from openamp.metal.doorbell import InProcessDoorbell
 from openamp.metal.wait import DoorbellWaiter, wait_strategy
 from openamp.platform import LINUX_GENERIC, InProcessPair
 from openamp.rpmsg import RPMSG_ADDR_ANY, RPMSG_NS_EPT_ADDR, RpmsgVirtioConfig
+from openamp.rpmsg.core import SERVICE_LIMIT
 from openamp.virtio import Role
 from openamp.virtio.ring import VRING_AVAIL_F_NO_INTERRUPT, VringLayout
 
@@ -683,3 +688,73 @@ def test_a_message_that_arrives_while_kicks_are_off_is_not_slept_through():
 
     host.waiter = PublishOnArm()
     assert h.recv(timeout=0.1) == b"late"
+
+
+def test_an_endpoint_nobody_reads_pushes_back_instead_of_growing():
+    # Past queue_limit, messages stay in their receive buffers: the sender runs out of
+    # buffers (back-pressure) and nothing is lost, duplicated or reordered.
+    p = InProcessPair()
+    host, remote = p.pair()
+    h = host.create_endpoint("svc")
+    h.queue_limit = h._room = 8
+    r = remote.create_endpoint("svc")
+    h.wait_bound(1)
+    r.wait_bound(1)
+    sent = 0
+    with pytest.raises(NoBufferError):
+        while sent < 10_000:
+            r.send(sent.to_bytes(4, "little"), timeout=0)
+            sent += 1
+            host.poll()
+    assert sent <= 8 + LINUX_GENERIC.vring_num  # the copies, then every ring buffer
+    assert h.pending == sent
+    got = [int.from_bytes(h.recv(timeout=0), "little") for _ in range(sent)]
+    assert got == list(range(sent))
+    # every buffer came back: the remote can send a full ring again
+    for _ in range(LINUX_GENERIC.vring_num):
+        r.send(b"again", timeout=0)
+        host.poll()
+    assert h.recv_many(timeout=0)[:2] == [b"again", b"again"]
+
+
+def test_the_peer_cannot_grow_the_service_table_without_end(caplog):
+    p = InProcessPair()
+    host, remote = p.pair()
+    for i in range(SERVICE_LIMIT + 50):
+        remote.create_endpoint(f"s{i}", src=0x500 + i)
+        host.poll()
+    assert len(host.services) == SERVICE_LIMIT
+    assert host.services_dropped == 50
+    assert "dropping the announcement" in caplog.text
+
+
+def test_a_batch_that_fails_part_way_says_how_many_went(pair):
+    _, host, remote = pair
+    h = host.create_endpoint("svc")
+    remote.create_endpoint("svc")
+    h.wait_bound(1)
+    payloads = [b"m"] * 10 + [b"x" * 1000] + [b"m"] * 5
+    with pytest.raises(PayloadTooLargeError) as caught:
+        h.send_many(payloads, timeout=0)
+    assert caught.value.sent == 10
+    assert h.send_many(payloads[caught.value.sent + 1 :], timeout=0) == 5
+
+
+def test_a_send_after_the_peer_destroyed_the_service_is_the_peers_doing(pair):
+    _, host, remote = pair
+    r = remote.create_endpoint("svc")
+    h = host.create_endpoint("svc")
+    h.wait_bound(1)
+    r.destroy()
+    host.poll()
+    with pytest.raises(EndpointUnboundError, match="destroyed service 'svc'"):
+        h.send(b"hello")
+    assert isinstance(EndpointUnboundError("x"), PeerGoneError)
+
+
+def test_a_device_closed_because_the_peer_went_is_not_a_usage_error(pair):
+    _, host, _remote = pair
+    host.peer_gone("the remote crashed")
+    with pytest.raises(DeviceGoneError, match="the remote crashed"):
+        host.create_endpoint("late")
+    assert not issubclass(DeviceGoneError, UsageError)

@@ -21,6 +21,11 @@ from __future__ import annotations
 class OpenAMPError(Exception):
     """Base class of every error pyopenamp raises on purpose."""
 
+    sent: int | None = None
+    """Set on an error raised by a batch send (``send_many``): how many messages of the
+    batch were sent before it, so ``payloads[sent:]`` resumes without duplicates or
+    losses.  None for every other error."""
+
 
 # -- the caller's fault ------------------------------------------------------------------
 
@@ -113,6 +118,17 @@ class ResourceTableError(PeerProtocolError):
         self.offset = offset
 
 
+class MmioWindowError(PeerProtocolError):
+    """A virtio-mmio register window in shared memory holds a value that cannot be right.
+
+    Raised for a bad magic, version or device id seen by a driver, and for a queue size,
+    page size, alignment or ring address a driver wrote that a device cannot use (the
+    hypervisorless monitor reads its devices' registers from shared memory, so every
+    one of them is untrusted).  The device that raised it stops serving until the driver
+    resets it.
+    """
+
+
 class FirmwareImageError(PeerProtocolError):
     """A firmware image is malformed or does not fit the remote's memory.
 
@@ -128,6 +144,11 @@ class OpenAMPTimeoutError(OpenAMPError, TimeoutError):
     """A blocking call did not complete within its ``timeout``."""
 
 
+class MmioAckTimeoutError(OpenAMPTimeoutError):
+    """A hypervisorless driver wrote a queue address and the monitor did not acknowledge it
+    (``0xAABBAABB`` in ``QueuePFN``) within the timeout: no monitor runs, or it is stuck."""
+
+
 class NoBufferError(OpenAMPError):
     """No transmit buffer is free right now (``trysend`` and friends)."""
 
@@ -138,6 +159,19 @@ class SendTimeoutError(NoBufferError, OpenAMPTimeoutError):
 
 class PeerGoneError(OpenAMPError, ConnectionError):
     """The peer disconnected (its doorbell socket closed) or its device was reset."""
+
+
+class EndpointUnboundError(PeerGoneError):
+    """The peer destroyed the service this endpoint was bound to (an NS destroy).
+
+    The endpoint stays; ``wait_bound(timeout)`` waits for the service to be announced
+    again (a restarted remote re-announces it).
+    """
+
+
+class DeviceGoneError(PeerGoneError):
+    """The rpmsg device was closed because its peer went away (the remote stopped,
+    crashed or is being recovered), not by you."""
 
 
 class TransportStoppedError(PeerGoneError, RingError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import UsageError
 from ..tools.output import json_text
 from .commands import help_for
 from .common import add_wait_option, spawn_remote
@@ -14,6 +15,7 @@ examples:
   openamp bench rtt --size 17
   openamp bench throughput --size 496 --count 200000 --json
   openamp bench idle --idle-seconds 0.5 --runs 1
+  openamp bench hvl --count 2000                 # hypervisorless virtio: rng, console, ping
 
 --peer COMMAND runs another remote on the linux-generic machine, e.g. the C rpmsg-echo:
 openamp bench rtt --peer "./rpmsg-echo 0"
@@ -32,9 +34,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     p.add_argument(
         "scenario",
-        choices=["rtt", "throughput", "bulk", "idle"],
+        choices=["rtt", "throughput", "bulk", "idle", "hvl"],
         help="rtt: one message at a time; throughput: echoed flood; bulk: one way to a "
-        "sink, large buffers; idle: CPU while idle and the wake-up cost",
+        "sink, large buffers; idle: CPU while idle and the wake-up cost; hvl: "
+        "hypervisorless virtio (rng MB/s with --size-byte requests, console and ping "
+        "round trips)",
     )
     p.add_argument("--size", type=limit, default=17, metavar="BYTES", help="payload (%(default)s)")
     p.add_argument("--count", type=count, default=None, metavar="N", help="messages per run")
@@ -79,6 +83,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from ..services.echo import ECHO_SERVICE
     from ..tools.bench import BenchResult, bench_bulk, bench_idle, bench_rtt, bench_throughput
 
+    if args.scenario == "hvl":
+        return _bench_hvl(args)
     scenario = args.scenario
     bulk = scenario == "bulk"
     buffer_size = args.buffer_size or (65536 if bulk and not args.peer else 512)
@@ -119,4 +125,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(json_text(result.to_json()))
     else:
         print(result.to_text())
+    return 0
+
+
+def _bench_hvl(args: argparse.Namespace) -> int:
+    """``openamp bench hvl``: the remote measures rng, console and ping."""
+    from ..tools.bench import bench_hvl
+
+    if args.peer:
+        raise UsageError("bench hvl runs its own remote; --peer does not apply")
+    size = 4096 if args.size == 17 else args.size
+    if size < 1:
+        raise UsageError("--size must be at least 1")
+    result = bench_hvl(
+        count=args.count or 1000,
+        request_bytes=size,
+        runs=args.runs,
+        timeout=max(args.timeout, 30.0),
+    )
+    print(json_text(result.to_json()) if args.json else result.to_text())
     return 0

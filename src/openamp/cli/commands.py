@@ -29,6 +29,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rsc": ("rsc", "show, check and build resource tables"),
     "rproc": ("rproc", "boot and manage remote processors"),
     "rpmsg": ("rpmsg", "rpmsg channels and endpoints on a board (the kernel's rpmsg_char/ctrl)"),
+    "sdt": ("sdt", "generate and check a system's files from one domain YAML (Lopper's)"),
+    "echo_test": ("echo_test", "the Linux echo_test of the OpenAMP demos, on a board"),
+    "mat_mul_demo": ("mat_mul_demo", "the Linux mat_mul_demo of the OpenAMP demos, on a board"),
+    "proxy_app": ("proxy_app", "the Linux proxy_app of the OpenAMP demos, on a board"),
     "send": ("send", "send messages to a service of a firmware `rproc run --name` keeps up"),
     "listen": ("listen", "print what a firmware `rproc run --name` keeps up sends on a service"),
     "console": (

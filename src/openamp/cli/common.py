@@ -144,6 +144,12 @@ def add_machine_options(p: argparse.ArgumentParser, *, role: str) -> None:
         help="driver role: rpmsg buffer size per direction, header included; "
         "the machine's memory grows to fit (default: %(default)s, as in C)",
     )
+    g.add_argument(
+        "--layout",
+        metavar="MACHINE.json",
+        help="the machine's memory map from a file (`openamp sdt generate` writes one per "
+        "remote core, at the device tree's physical addresses) instead of the C layout",
+    )
     p.set_defaults(_validate=check_machine)
 
 
@@ -161,6 +167,10 @@ def machine_from_args(args: argparse.Namespace) -> SharedMemoryMachine:
 
     config = RpmsgVirtioConfig(args.buffer_size, args.buffer_size)
     layout = layout_for(args.buffer_size)
+    if getattr(args, "layout", None):
+        from ..platform.layout import load_layout
+
+        layout = load_layout(args.layout)
     if getattr(args, "event_idx", False):
         layout = dataclasses.replace(
             layout, dfeatures=layout.dfeatures | 1 << VIRTIO_RING_F_EVENT_IDX

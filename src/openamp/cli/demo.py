@@ -22,7 +22,15 @@ DEMO_NAMES = ("echo", "matrix", "proxy", "rpc", "sample")
 machine (a test keeps the two equal)."""
 
 
-FAMILIES: dict[str, tuple[str, str]] = {}
+FAMILIES: dict[str, tuple[str, str]] = {
+    "sdt": ("demo_sdt", "echo traffic on machine files from `openamp sdt generate`"),
+    "hvl": ("demo_hvl", "hypervisorless virtio, the seed's demo4 (entropy, console, ping)"),
+    "board": (
+        "demo_board",
+        "the seed's board demos (echo, matrix, proxy, split, multi-services) inside a real "
+        "Linux kernel whose remoteproc core boots our remote processors",
+    ),
+}
 """Demo family name -> (module in ``openamp.cli``, one-line description)."""
 
 

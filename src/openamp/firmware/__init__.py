@@ -19,7 +19,12 @@ The process driver and a firmware — Python or C — agree on this contract:
   ``OPENAMP_EVENT`` (the host's UNIX socket; the firmware connects as client) and
   ``OPENAMP_RSC_DA`` (the resource table's address, written there by the host);
 * a kick is one byte 0x01 on the socket either way;
-* the firmware is the virtio *device*; the host drives it.
+* the firmware is the virtio *device*; the host drives it;
+* optionally ``OPENAMP_FIRMWARE_OPTIONS`` gives the firmware's options as
+  ``key=value`` words separated by commas (:attr:`FirmwareContext.options`), and
+  ``OPENAMP_DA_WINDOW`` = ``da,pa,size`` says that device addresses in
+  ``[da, da + size)`` lie at ``pa`` in the memory file (a remote with local RAM, as on
+  the UML remoteproc machine); every other address is an offset in the file.
 """
 
 from __future__ import annotations
@@ -48,7 +53,9 @@ VRING0_DA, VRING1_DA, VRING_NUM, VRING_ALIGN = 0x4000, 0x8000, 256, 0x1000
 
 BUILTIN = {
     "echo": "openamp.firmware.echo",
+    "hello": "openamp.firmware.hello",
     "matrix": "openamp.firmware.matrix",
+    "multi-services": "openamp.firmware.multi_services",
     "proxy": "openamp.firmware.proxy_demo",
     "rpc": "openamp.firmware.rpc_demo",
     "sample": "openamp.firmware.sample",

@@ -15,15 +15,33 @@ from collections import deque
 from collections.abc import Iterator
 from types import FrameType
 
-from ..errors import OpenAMPError, UsageError
+from ..errors import OpenAMPError, OpenAMPTimeoutError, ResourceTableError, UsageError
 from ..metal.doorbell import UnixSocketDoorbell
 from ..metal.io import IoRegion
-from ..metal.shm import SharedMemory
+from ..metal.shm import SharedMemory, unlink_when_unheld
 from ..metal.wait import DoorbellWaiter, wait_strategy
-from ..remoteproc.rsc_table import RSC_VDEV, ResourceTable, Trace
+from ..remoteproc.rsc_table import (
+    FW_RSC_ADDR_ANY,
+    RSC_VDEV,
+    VDEV_STATUS_OFFSET,
+    Carveout,
+    ResourceTable,
+    Trace,
+)
 from ..remoteproc.virtio import RscVdevTransport
-from ..rpmsg.virtio import RpmsgVirtioDevice
+from ..rpmsg.virtio import RpmsgVirtioDevice, ShmPool
+from ..virtio.ring import VIRTIO_CONFIG_STATUS_DRIVER_OK
 from ..virtio.virtqueue import Role
+
+
+def da_to_offset(da: int, window: tuple[int, int, int] | None) -> int:
+    """Where device address ``da`` lies in the memory file: through the local-RAM
+    window when it falls inside it, else the address itself."""
+    if window is not None:
+        w_da, w_pa, w_size = window
+        if w_da <= da < w_da + w_size:
+            return w_pa + (da - w_da)
+    return da
 
 
 class _TraceHandler(logging.Handler):
@@ -37,6 +55,53 @@ class _TraceHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         level = "" if record.levelno <= logging.INFO else f"{record.levelname.lower()}: "
         self.ctx.trace(f"{self.prefix}: {level}{record.getMessage()}")
+
+
+def _buffer_pool(
+    table: ResourceTable, region: IoRegion, window: tuple[int, int, int] | None
+) -> ShmPool | None:
+    """The ``vdev0buffer`` carveout, where every buffer the host posts must lie.
+
+    Only under the process driver's contract (device address = offset): behind a
+    device-address window the host allocates the buffers where it likes (Linux does).
+    """
+    if window is not None:
+        return None
+    for entry in table.entries:
+        if isinstance(entry, Carveout) and entry.name == "vdev0buffer":
+            if entry.da == FW_RSC_ADDR_ANY:
+                return None
+            if entry.da + entry.len > region.size:
+                raise ResourceTableError(
+                    f"carveout vdev0buffer [{entry.da:#x}, +{entry.len:#x}) is outside the "
+                    f"firmware's memory ({region.size:#x} bytes)"
+                )
+            return ShmPool(entry.da, entry.len)
+    return None
+
+
+def _options(text: str) -> dict[str, str]:
+    """``key=value`` words separated by commas (``OPENAMP_FIRMWARE_OPTIONS``)."""
+    options: dict[str, str] = {}
+    for word in filter(None, (w.strip() for w in text.split(","))):
+        key, sep, value = word.partition("=")
+        if not sep or not key:
+            raise UsageError(f"OPENAMP_FIRMWARE_OPTIONS: {word!r} is not key=value")
+        options[key.strip()] = value.strip()
+    return options
+
+
+def _window(text: str) -> tuple[int, int, int] | None:
+    """``da,pa,size`` (``OPENAMP_DA_WINDOW``), or None when unset."""
+    if not text:
+        return None
+    try:
+        da, pa, size = (int(v, 0) for v in text.split(","))
+    except ValueError:
+        raise UsageError(f"OPENAMP_DA_WINDOW={text!r} is not da,pa,size") from None
+    if min(da, pa) < 0 or size <= 0:
+        raise UsageError(f"OPENAMP_DA_WINDOW={text!r}: negative address or empty window")
+    return da, pa, size
 
 
 def _env(name: str) -> str:
@@ -57,6 +122,9 @@ class FirmwareContext:
         table_da: int,
         rpmsg: RpmsgVirtioDevice,
         table: ResourceTable,
+        *,
+        options: dict[str, str] | None = None,
+        window: tuple[int, int, int] | None = None,
     ) -> None:
         self.shm = shm
         """The memory file (None when the firmware runs in the host's process)."""
@@ -67,6 +135,11 @@ class FirmwareContext:
         self.rpmsg = rpmsg
         self.trace_lines: deque[str] = deque(maxlen=1000)
         """The last 1000 lines given to :meth:`trace`, also without a trace buffer."""
+        self.options: dict[str, str] = dict(options or {})
+        """The firmware's options (``OPENAMP_FIRMWARE_OPTIONS``), e.g. ``{"trailing": "stale"}``."""
+        self.window = window
+        """``(da, pa, size)``: device addresses of the remote's local RAM and where it lies
+        in the memory file (``OPENAMP_DA_WINDOW``), or None: every address is an offset."""
         self._trace = next((e for e in table.entries if isinstance(e, Trace)), None)
         self._trace_pos = 0
 
@@ -82,18 +155,34 @@ class FirmwareContext:
         path = _env("OPENAMP_SHM")
         size = int(_env("OPENAMP_SHM_SIZE"), 0)
         event = _env("OPENAMP_EVENT")
+        options = _options(os.environ.get("OPENAMP_FIRMWARE_OPTIONS", ""))
+        window = _window(os.environ.get("OPENAMP_DA_WINDOW", ""))
         table_da = int(_env("OPENAMP_RSC_DA"), 0)
-        shm = SharedMemory.open_file(path, size, create=False)
+        table_off = da_to_offset(table_da, window)
+        # If the host was killed, the firmware is the survivor and removes the memory the
+        # process driver made for it; behind a window the memory is the host's own.
+        shm = SharedMemory.open_file(path, size, create=False, unlink_when_last=window is None)
         try:
             region = shm.region(name=os.path.basename(path))
-            view = region.view(table_da, region.size - table_da)
+            view = region.view(table_off, region.size - table_off)
             table = ResourceTable.parse(view)
             found = table.find(RSC_VDEV, 0)
             if found is None:
                 raise UsageError("the resource table has no vdev entry")
             doorbell = UnixSocketDoorbell.connect(event, timeout)
+            waiter = DoorbellWaiter(doorbell, wait_strategy(wait))
+            # Linux writes the vring addresses of vrings it allocates (da = ANY in the
+            # firmware's table) only when its virtio driver probes, just before it sets
+            # DRIVER_OK: read the vdev entry after that.
+            status_at = table_off + found[0] + VDEV_STATUS_OFFSET
+            if not waiter.wait(
+                lambda: bool(region.read8(status_at) & VIRTIO_CONFIG_STATUS_DRIVER_OK), timeout
+            ):
+                raise OpenAMPTimeoutError(
+                    f"the host did not set DRIVER_OK in the vdev entry within {timeout} s"
+                )
             transport = RscVdevTransport(
-                region.subregion(table_da, region.size - table_da),
+                region.subregion(table_off, region.size - table_off),
                 found[0],
                 ring_io=region,
                 role=Role.DEVICE,
@@ -102,13 +191,14 @@ class FirmwareContext:
             rpmsg = RpmsgVirtioDevice(
                 transport,
                 shm=region,
-                waiter=DoorbellWaiter(doorbell, wait_strategy(wait)),
+                pool=_buffer_pool(table, region, window),
+                waiter=waiter,
                 ready_timeout=timeout,
             )
         except BaseException:
             shm.close()
             raise
-        return cls(shm, region, doorbell, table_da, rpmsg, table)
+        return cls(shm, region, doorbell, table_da, rpmsg, table, options=options, window=window)
 
     def trace(self, line: str) -> None:
         """Append a line to the firmware's trace buffer (if it declares one)."""
@@ -121,7 +211,7 @@ class FirmwareContext:
         if room <= 0:
             return
         data = data[:room]
-        self.memory.write_block(t.da + self._trace_pos, data + b"\0")
+        self.memory.write_block(da_to_offset(t.da, self.window) + self._trace_pos, data + b"\0")
         self._trace_pos += len(data)
 
     @contextlib.contextmanager
@@ -141,9 +231,17 @@ class FirmwareContext:
             logger.setLevel(old_level)
 
     def close(self) -> None:
-        """Destroy the endpoints (announcing it), disconnect and unmap."""
+        """Destroy the endpoints (announcing it), disconnect and unmap.
+
+        When the host is gone (killed, say), the firmware is the survivor and removes the
+        memory file once nobody holds it: a dying host closes its socket before the
+        kernel has dropped its hold on the memory, hence the short wait.
+        """
         with contextlib.suppress(OpenAMPError):
             self.rpmsg.close()
+        host_gone = self.doorbell.peer_closed()
         self.doorbell.close()
         if self.shm is not None:
             self.shm.close()
+            if host_gone and self.shm.unlink_when_last and os.path.exists(self.shm.path):
+                unlink_when_unheld(self.shm.path, wait=1.0)

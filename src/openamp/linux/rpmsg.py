@@ -870,7 +870,7 @@ class RpmsgEndpoint:
         self, data: bytes | bytearray | memoryview, timeout: float | None = 15.0
     ) -> int:
         """:meth:`send` for asyncio: waits for a buffer with ``asyncio.sleep``."""
-        import asyncio  # here, not at the top: a board command that never awaits pays nothing
+        import asyncio  # only here: see _aio
 
         self._check_open()
         payload = bytes(data)

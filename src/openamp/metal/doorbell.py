@@ -38,6 +38,7 @@ import contextlib
 import os
 import select
 import socket
+import stat
 import threading
 import time
 from collections.abc import Callable
@@ -286,6 +287,30 @@ class UnixSocketDoorbell(_ContextManaged):
         """The socket's descriptor (readable while a kick is pending or the peer is gone)."""
         self._check_open()
         return self._fd
+
+    def peer_closed(self) -> bool:
+        """Whether the peer has closed its end (or reset it), without consuming a kick."""
+        if self._closed:
+            return True
+        try:
+            data = self._sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+        return not data
+
+    def hang_up(self) -> None:
+        """End the connection without closing our descriptor.  Idempotent.
+
+        Every thread blocked in :meth:`wait_readable` wakes, and every later
+        :meth:`drain` or :meth:`kick` raises :class:`~openamp.errors.PeerGoneError`;
+        the descriptor stays valid (so nothing blocked on it reads a reused number) until
+        :meth:`close`.  A platform uses this to take a link down under another thread.
+        """
+        if not self._closed:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
 
     def shutdown(self) -> None:
         """End the connection for every holder of the socket, then :meth:`close`.
@@ -630,3 +655,55 @@ class InProcessDoorbell(_ContextManaged):
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"pending={self._pending}"
         return f"InProcessDoorbell({state})"
+
+
+def reap_stale_sockets(
+    directory: str = "/tmp", pattern: str = "openamp-*.event", *, min_age: float | None = None
+) -> list[str]:
+    """Remove doorbell socket paths in ``directory`` that nobody listens on any more.
+
+    Only names that embed their creator's pid (:func:`openamp.metal.shm.unique_name`)
+    qualify, when that process is gone, nothing accepts on the socket and it is older
+    than ``min_age`` seconds; the fixed C name ``/tmp/openamp.event.0`` never does.
+    Returns the paths removed.
+    """
+    import fnmatch
+
+    from . import shm
+
+    removed: list[str] = []
+    now = time.time()
+    if min_age is None:
+        min_age = shm.STALE_AGE_S
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        found = shm._PID_IN_NAME.search(name)
+        if (
+            not fnmatch.fnmatchcase(name, pattern)
+            or found is None
+            or shm._alive(int(found.group(1)))
+        ):
+            continue
+        path = os.path.join(directory, name)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if not stat.S_ISSOCK(st.st_mode) or now - st.st_mtime < min_age:
+            continue
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.setblocking(False)
+            probe.connect(path)
+        except ConnectionRefusedError:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+                removed.append(path)
+        except OSError:
+            pass  # a full backlog or anything else: someone may be there, leave it
+        finally:
+            probe.close()
+    return removed

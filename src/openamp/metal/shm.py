@@ -17,8 +17,22 @@ offset (libmetal reads ``/proc/self/pagemap`` but falls back to exactly this).
 What this module must not do: unlink a segment nobody asked it to unlink.  That is why
 it does not use :mod:`multiprocessing.shared_memory`, whose resource tracker unlinks
 segments when the process that created them exits, behind the peer's back.  Segments
-are removed only by :meth:`SharedMemory.unlink` or by ``unlink_on_close=True``.  It
-also knows nothing about what lives in the memory (resource table, rings, buffers).
+are removed only by :meth:`SharedMemory.unlink`, by ``unlink_on_close=True``, and —
+for segments opened with ``hold=True`` — by the last holder or by :func:`reap_stale`.
+It also knows nothing about what lives in the memory (resource table, rings, buffers).
+
+Leaving nothing behind
+----------------------
+A process killed with SIGKILL runs no cleanup, so a segment whose name embeds its pid
+(:func:`unique_name`) would stay in ``/dev/shm`` forever.  With ``hold=True`` a
+:class:`SharedMemory` keeps an *open file description lock* (``F_OFD_SETLK``, a read
+lock on the whole file) for as long as it is open; the kernel drops it when the process
+dies, however it dies.  Whoever finds no holder left may remove the segment: the last
+holder does so when it closes with ``unlink_when_last=True`` (the survivor of a killed
+peer), and :func:`reap_stale` removes such segments of dead processes when a machine
+starts.  These locks do not interact with the ``flock`` libmetal takes while it sizes a
+segment, so C programs are unaffected — and C programs hold no such lock, which is why
+the fixed C names are never reaped.
 """
 
 from __future__ import annotations
@@ -26,18 +40,38 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import fnmatch
 import gc
+import logging
 import mmap
 import os
+import re
 import secrets
 import stat
+import struct
+import time
 import warnings
 from types import TracebackType
 
 from ..errors import InvalidStateError, UsageError
 from .io import IoRegion
 
-__all__ = ["SHM_DIR", "SharedMemory", "unique_name"]
+__all__ = [
+    "SHM_DIR",
+    "SharedMemory",
+    "is_held",
+    "reap_stale",
+    "unique_name",
+    "unlink_when_unheld",
+]
+
+log = logging.getLogger("openamp.metal.shm")
+
+# struct flock for F_OFD_SETLK on Linux x86-64 and aarch64: type, whence, start, len,
+# pid (0 for OFD locks); offsets derived by the compiler's layout, padded to 32 bytes.
+_FLOCK = struct.Struct("hhxxxxqqixxxx")
+STALE_AGE_S = 10.0
+"""A segment younger than this is never reaped: its creator may not hold its lock yet."""
 
 #: Where glibc's ``shm_open`` keeps POSIX shared-memory segments on Linux.
 SHM_DIR = "/dev/shm"
@@ -107,15 +141,20 @@ class SharedMemory:
         *,
         name: str | None = None,
         unlink_on_close: bool = False,
+        hold_fd: int | None = None,
+        unlink_when_last: bool = False,
     ) -> None:
         """Wrap an existing mapping; prefer :meth:`open` and :meth:`open_file`."""
         self.path = path
         self.name = name if name is not None else path
         self.size = len(mapping)
         self.unlink_on_close = unlink_on_close
+        self.unlink_when_last = unlink_when_last
+        """Remove the file on :meth:`close` if no other holder is left (``hold=True``)."""
         self._mmap: mmap.mmap | None = mapping
         self._regions: list[IoRegion] = []
         self._unlinked = False
+        self._hold_fd = hold_fd
 
     # -- opening ------------------------------------------------------------------------
 
@@ -127,6 +166,8 @@ class SharedMemory:
         *,
         create: bool = True,
         unlink_on_close: bool = False,
+        hold: bool = True,
+        unlink_when_last: bool = False,
     ) -> SharedMemory:
         """Open (and by default create) the POSIX shm segment ``name`` (``/dev/shm/NAME``).
 
@@ -142,13 +183,26 @@ class SharedMemory:
         ``name`` is a bare name: non-empty, no ``'/'``, not ``'.'`` or ``'..'``; anything
         else raises :class:`~openamp.errors.UsageError`, as does a size that is not a
         positive int, or ``size=None`` on an empty segment.
+
+        ``hold`` (the default) holds the segment while it is open (see "Leaving nothing
+        behind" in the module doc); ``unlink_when_last=True`` removes it on
+        :meth:`close` when no other holder is left.
         """
         _check_shm_name(name)
         _check_size(size)
         path = os.path.join(SHM_DIR, name)
         # glibc's shm_open adds O_NOFOLLOW; a symlink planted in /dev/shm is refused.
-        mapping = _map(path, size, create=create, extra_flags=os.O_NOFOLLOW, what="shared memory")
-        return cls(path, mapping, name=name, unlink_on_close=unlink_on_close)
+        mapping, fd = _map(
+            path, size, create=create, extra_flags=os.O_NOFOLLOW, what="shared memory", hold=hold
+        )
+        return cls(
+            path,
+            mapping,
+            name=name,
+            unlink_on_close=unlink_on_close,
+            hold_fd=fd,
+            unlink_when_last=unlink_when_last and hold,
+        )
 
     @classmethod
     def open_file(
@@ -158,6 +212,8 @@ class SharedMemory:
         *,
         create: bool = True,
         unlink_on_close: bool = False,
+        hold: bool = True,
+        unlink_when_last: bool = False,
     ) -> SharedMemory:
         """Map the regular file ``path``, with the same rules as :meth:`open`.
 
@@ -168,8 +224,17 @@ class SharedMemory:
         p = os.fspath(path)
         if not p:
             raise UsageError("shared memory file path must not be empty")
-        mapping = _map(p, size, create=create, extra_flags=0, what="shared memory file")
-        return cls(p, mapping, name=p, unlink_on_close=unlink_on_close)
+        mapping, fd = _map(
+            p, size, create=create, extra_flags=0, what="shared memory file", hold=hold
+        )
+        return cls(
+            p,
+            mapping,
+            name=p,
+            unlink_on_close=unlink_on_close,
+            hold_fd=fd,
+            unlink_when_last=unlink_when_last and hold,
+        )
 
     # -- use ----------------------------------------------------------------------------
 
@@ -228,6 +293,12 @@ class SharedMemory:
                         ResourceWarning,
                         stacklevel=2,
                     )
+        fd, self._hold_fd = self._hold_fd, None
+        if fd is not None:
+            last = self.unlink_when_last and not self._unlinked and _no_other_holder(fd)
+            os.close(fd)  # drops our lock
+            if last:
+                self.unlink()
         if self.unlink_on_close:
             self.unlink()
 
@@ -259,7 +330,111 @@ class SharedMemory:
         return f"SharedMemory({self.name!r}, path={self.path!r}, size={self.size:#x}, {state})"
 
 
-def _map(path: str, size: int | None, *, create: bool, extra_flags: int, what: str) -> mmap.mmap:
+def _lock(fd: int, kind: int, *, wait: bool = False) -> bool:
+    """Take (or change to) an OFD lock of ``kind`` on the whole file; False if busy."""
+    try:
+        fcntl.fcntl(
+            fd, fcntl.F_OFD_SETLKW if wait else fcntl.F_OFD_SETLK, _FLOCK.pack(kind, 0, 0, 0, 0)
+        )
+    except OSError as exc:
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            return False
+        raise
+    return True
+
+
+def _no_other_holder(fd: int) -> bool:
+    """Whether nobody but us holds the file: our read lock upgrades to a write lock."""
+    return _lock(fd, fcntl.F_WRLCK)
+
+
+_PID_IN_NAME = re.compile(r"-(\d+)-[0-9a-f]{8}(?:\.[a-z0-9]+)?$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def is_held(path: str) -> bool:
+    """Whether some process holds the segment at ``path`` open (``hold=True``)."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return False
+    try:
+        return not _lock(fd, fcntl.F_WRLCK)
+    except OSError:
+        return True  # cannot tell: treat it as held, never remove it
+    finally:
+        os.close(fd)
+
+
+def unlink_when_unheld(path: str, *, wait: float = 1.0) -> bool:
+    """Remove ``path`` as soon as nobody holds it, waiting up to ``wait`` seconds.
+
+    For a survivor whose peer just died: the kernel drops a dead process's hold a
+    moment after the peer's other descriptors (its socket) are closed.  Returns whether
+    the file was removed.
+    """
+    end = time.monotonic() + wait
+    while is_held(path):
+        if time.monotonic() >= end:
+            return False
+        time.sleep(0.005)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+    return True
+
+
+def reap_stale(
+    directory: str = SHM_DIR, pattern: str = "openamp-*", *, min_age: float | None = None
+) -> list[str]:
+    """Remove the segments in ``directory`` matching ``pattern`` whose holders are gone.
+
+    A segment qualifies when its name embeds the pid of its creator
+    (:func:`unique_name`) and that process is gone, nobody holds it (see "Leaving
+    nothing behind"), and it is older than ``min_age`` seconds (so a creator that has
+    not taken its lock yet is safe).  The fixed C names never qualify.  Returns the
+    paths removed.  Machines call this when they start.  ``min_age`` None means
+    :data:`STALE_AGE_S`.
+    """
+    removed: list[str] = []
+    now = time.time()
+    if min_age is None:
+        min_age = STALE_AGE_S
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        if not fnmatch.fnmatchcase(name, pattern):
+            continue
+        found = _PID_IN_NAME.search(name)
+        if found is None or _alive(int(found.group(1))):
+            continue
+        path = os.path.join(directory, name)
+        try:
+            st = os.lstat(path)
+        except OSError:
+            continue
+        if not stat.S_ISREG(st.st_mode) or now - st.st_ctime < min_age or is_held(path):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+            removed.append(path)
+            log.info("removed %s, left behind by a process that is gone", path)
+    return removed
+
+
+def _map(
+    path: str, size: int | None, *, create: bool, extra_flags: int, what: str, hold: bool = False
+) -> tuple[mmap.mmap, int | None]:
     flags = os.O_RDWR | os.O_CLOEXEC | extra_flags
     if size is not None and create:
         flags |= os.O_CREAT
@@ -288,7 +463,15 @@ def _map(path: str, size: int | None, *, create: bool, extra_flags: int, what: s
                 os.ftruncate(fd, size)
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
-        return mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        mapping = mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        if hold:
+            # a read lock on our own open file description: it lives as long as this fd,
+            # and the kernel drops it when the process dies, however it dies
+            _lock(fd, fcntl.F_RDLCK, wait=True)
+            held, fd = fd, -1
+            return mapping, held
+        return mapping, None
     finally:
         # mmap keeps its own duplicate of the descriptor
-        os.close(fd)
+        if fd >= 0:
+            os.close(fd)

@@ -1,5 +1,6 @@
-"""Concrete machines: the C Linux generic machine, the virtual one, an in-process pair, and
-the vhost-user backend that puts a real Linux kernel (User-mode Linux) on the driver side."""
+"""Concrete machines: the C Linux generic machine, the virtual one, an in-process pair, the
+vhost-user backend that puts a real Linux kernel (User-mode Linux) on the driver side, and
+the UML remoteproc machine whose processors a real kernel's remoteproc core boots."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ _EXPORTS = {
     "SharedMemoryMachine": ".machine",
     "parse_role": ".machine",
     "VhostUserMachine": ".vhost_user",
+    "UmlRprocMachine": ".uml_rproc",
     "InProcessPair": ".inprocess",
     "VirtualMachine": ".virtual",
     "virtual_paths": ".virtual",
@@ -38,6 +40,9 @@ if TYPE_CHECKING:
     from .machine import (
         SharedMemoryMachine as SharedMemoryMachine,
         parse_role as parse_role,
+    )
+    from .uml_rproc import (
+        UmlRprocMachine as UmlRprocMachine,
     )
     from .vhost_user import (
         VhostUserMachine as VhostUserMachine,

@@ -91,7 +91,7 @@ class InProcessPair:
     def __init__(self, layout: MachineLayout = LINUX_GENERIC) -> None:
         self.layout = layout
         self.memory = bytearray(layout.shm_size)
-        self.region = IoRegion(self.memory, name="in-process shm")
+        self.region = IoRegion(self.memory, phys_base=layout.phys_base, name="in-process shm")
         self.region.write_block(layout.rsc_offset, layout.resource_table().to_bytes())
         self.kicks: dict[Role, dict[int, int]] = {Role.DRIVER: {}, Role.DEVICE: {}}
         self._sides: dict[Role, RpmsgVirtioDevice] = {}
@@ -129,7 +129,7 @@ class InProcessPair:
         dev = RpmsgVirtioDevice(
             self._transport(Role.DRIVER),
             shm=self.region,
-            pool=ShmPool(self.layout.pool_base, self.layout.pool_size),
+            pool=ShmPool(self.layout.pool_offset, self.layout.pool_size),
             config=config,
             waiter=_PumpWaiter(self, Role.DRIVER) if blocking else None,
             ns_bind_cb=ns_bind_cb,
@@ -150,6 +150,7 @@ class InProcessPair:
         dev = RpmsgVirtioDevice(
             self._transport(Role.DEVICE),
             shm=self.region,
+            pool=ShmPool(self.layout.pool_offset, self.layout.pool_size),
             waiter=_PumpWaiter(self, Role.DEVICE) if blocking else None,
             ns_bind_cb=ns_bind_cb,
             ready_timeout=0,

@@ -2,16 +2,24 @@
 
 One :class:`MachineLayout` describes the memory of a shared-memory machine: its size,
 the resource table's offset, the two vrings and the buffer pool.  The default is the
-C reference's Linux "generic" machine, byte for byte.
+C reference's Linux "generic" machine, byte for byte, where a byte's physical address is
+its offset in the shared memory.  A layout with a ``phys_base`` places that memory at a
+physical address (a board's carveouts, as ``openamp sdt generate`` describes them): vring
+and pool addresses are then physical, as in the device tree, and only ``rsc_offset`` is
+an offset.  :func:`layout_to_dict` / :func:`layout_from_dict` (and the ``.json`` machine
+files of :func:`save_layout` / :func:`load_layout`) carry a layout between programs.
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
 
 from ..errors import UsageError
-from ..remoteproc.rsc_table import ResourceTable, Vdev, VdevVring
+from ..remoteproc.rsc_table import Carveout, Entry, ResourceTable, Vdev, VdevVring
 from ..rpmsg.wire import (
     RPMSG_BUFFER_SIZE,
     RPMSG_HDR_SIZE,
@@ -24,10 +32,15 @@ from ..virtio.ring import VIRTIO_ID_RPMSG, align_up, vring_size
 
 @dataclass(frozen=True)
 class MachineLayout:
-    """Memory map of a two-vring rpmsg machine (physical address = offset in the shm)."""
+    """Memory map of a two-vring rpmsg machine.
+
+    ``vring0_da``, ``vring1_da`` and ``pool_base`` are physical addresses; the shared
+    memory's first byte is at ``phys_base`` (0 by default, so that address = offset).
+    """
 
     shm_size: int = 0x80000
     rsc_offset: int = 0x0
+    """Offset of the resource table in the shared memory (not an address)."""
     vring0_da: int = 0x4000
     """Device -> driver ring (the driver's receive ring)."""
     vring1_da: int = 0x8000
@@ -44,6 +57,10 @@ class MachineLayout:
     """``(remote -> host, host -> remote)`` buffer sizes, header included, that the
     device offers with ``VIRTIO_RPMSG_F_BUFSZ`` in its config space (the remote decides
     the sizes, as with Linux); None offers nothing and the driver uses its own."""
+    phys_base: int = 0
+    """Physical address of the shared memory's first byte."""
+    carveouts: tuple[Carveout, ...] = ()
+    """Carveout entries the table lists before its vdev (the firmware's own memory)."""
 
     def __post_init__(self) -> None:
         if self.buffer_sizes is not None:
@@ -57,12 +74,20 @@ class MachineLayout:
                 )
         size = vring_size(self.vring_num, self.vring_align)
         table_end = self.rsc_offset + self.resource_table().size
+        base = self.phys_base
+        for what, da in (
+            ("vring0", self.vring0_da),
+            ("vring1", self.vring1_da),
+            ("buffer pool", self.pool_base),
+        ):
+            if da < base:
+                raise UsageError(f"layout: {what} at {da:#x} is below the shm at {base:#x}")
         spans = sorted(
             [
                 ("resource table", self.rsc_offset, table_end),
-                ("vring0", self.vring0_da, self.vring0_da + size),
-                ("vring1", self.vring1_da, self.vring1_da + size),
-                ("buffer pool", self.pool_base, self.pool_base + self.pool_size),
+                ("vring0", self.vring0_da - base, self.vring0_da - base + size),
+                ("vring1", self.vring1_da - base, self.vring1_da - base + size),
+                ("buffer pool", self.pool_offset, self.pool_offset + self.pool_size),
             ],
             key=lambda s: s[1],
         )
@@ -93,14 +118,21 @@ class MachineLayout:
             buffer_sizes=(buffer_size, buffer_size),
         )
 
+    @property
+    def pool_offset(self) -> int:
+        """Offset of the buffer pool in the shared memory."""
+        return self.pool_base - self.phys_base
+
     def resource_table(self) -> ResourceTable:
         """The table the socket server writes at ``rsc_offset`` (status and gfeatures 0)."""
         dfeatures, config = self.dfeatures, b""
         if self.buffer_sizes is not None:
             dfeatures |= 1 << VIRTIO_RPMSG_F_BUFSZ
             config = RpmsgConfigSpace(*self.buffer_sizes).to_bytes()
+        entries: list[Entry] = list(self.carveouts)
         return ResourceTable(
             [
+                *entries,
                 Vdev(
                     id=VIRTIO_ID_RPMSG,
                     notifyid=0,
@@ -110,13 +142,92 @@ class MachineLayout:
                         VdevVring(self.vring1_da, self.vring_align, self.vring_num, 2),
                     ],
                     config=config,
-                )
+                ),
             ]
         )
 
     def max_buffer_size(self) -> int:
         """Largest per-direction buffer size whose rx set and some tx buffers fit the pool."""
         return self.pool_size // (self.vring_num + 1)
+
+
+def layout_to_dict(layout: MachineLayout) -> dict[str, Any]:
+    """A layout as plain JSON-ready values (carveouts as name/da/pa/len/flags maps)."""
+    out: dict[str, Any] = {}
+    for f in fields(layout):
+        value = getattr(layout, f.name)
+        if f.name == "carveouts":
+            value = [
+                {"name": c.name, "da": c.da, "pa": c.pa, "len": c.len, "flags": c.flags}
+                for c in value
+            ]
+        elif f.name == "buffer_sizes" and value is not None:
+            value = list(value)
+        out[f.name] = value
+    return out
+
+
+def layout_from_dict(data: object, source: str = "layout") -> MachineLayout:
+    """The layout :func:`layout_to_dict` wrote; :class:`UsageError` naming ``source`` and
+    the key for anything else."""
+    if not isinstance(data, dict):
+        raise UsageError(f"{source}: a machine layout is a map of field -> value")
+    known = {f.name for f in fields(MachineLayout)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise UsageError(f"{source}: unknown layout keys {', '.join(unknown)}")
+    kw: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "carveouts":
+            try:
+                kw[key] = tuple(
+                    Carveout(
+                        da=c["da"],
+                        pa=c["pa"],
+                        len=c["len"],
+                        flags=c.get("flags", 0),
+                        name=c["name"],
+                    )
+                    for c in value
+                )
+            except (TypeError, KeyError) as exc:
+                raise UsageError(
+                    f"{source}: carveouts: each needs name, da, pa, len ({exc})"
+                ) from None
+        elif key == "buffer_sizes":
+            kw[key] = None if value is None else tuple(value)
+        elif isinstance(value, bool) or not isinstance(value, int):
+            raise UsageError(f"{source}: {key} must be an integer, got {value!r}")
+        else:
+            kw[key] = value
+    try:
+        return MachineLayout(**kw)
+    except TypeError as exc:
+        raise UsageError(f"{source}: {exc}") from None
+
+
+MACHINE_FORMAT = "pyopenamp-machine"
+"""The ``format`` value of a machine file."""
+
+
+def save_layout(path: str | Path, layout: MachineLayout, **info: Any) -> None:
+    """Write a machine file: JSON with ``format``, ``layout`` and any ``info`` keys."""
+    doc = {"format": MACHINE_FORMAT, "version": 1, **info, "layout": layout_to_dict(layout)}
+    Path(path).write_text(json.dumps(doc, indent=2) + "\n")
+
+
+def load_layout(path: str | Path) -> MachineLayout:
+    """Read the layout of a machine file written by :func:`save_layout`."""
+    name = str(path)
+    try:
+        doc = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise UsageError(f"{name}: cannot read: {exc.strerror}") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{name}: not a machine file (JSON): {exc}") from None
+    if not isinstance(doc, dict) or doc.get("format") != MACHINE_FORMAT:
+        raise UsageError(f'{name}: not a machine file (no "format": "{MACHINE_FORMAT}")')
+    return layout_from_dict(doc.get("layout"), f"{name}: layout")
 
 
 LINUX_GENERIC = MachineLayout()

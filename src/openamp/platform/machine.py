@@ -18,17 +18,30 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from types import FrameType
 from typing import Any, Literal
 
-from ..errors import InvalidStateError, OpenAMPError, ResourceTableError, UsageError
-from ..metal.doorbell import UnixSocketDoorbell, UnixSocketServer
+from ..errors import (
+    InvalidStateError,
+    OpenAMPError,
+    OpenAMPTimeoutError,
+    ResourceTableError,
+    UsageError,
+)
+from ..metal.deadline import Deadline
+from ..metal.doorbell import UnixSocketDoorbell, UnixSocketServer, reap_stale_sockets
 from ..metal.io import IoRegion
-from ..metal.shm import SharedMemory
+from ..metal.shm import SharedMemory, reap_stale, unlink_when_unheld
 from ..metal.wait import DoorbellWaiter, wait_strategy
 from ..remoteproc.core import VdevLink
 from ..remoteproc.rsc_table import RSC_VDEV, ResourceTable
 from ..remoteproc.virtio import RscVdevTransport
-from ..rpmsg.core import NsCallback, Waiter
+from ..rpmsg.core import NsCallback, RpmsgDevice, Waiter
 from ..rpmsg.virtio import RpmsgVirtioConfig, RpmsgVirtioDevice, ShmPool, TraceHook
 from ..virtio.virtqueue import Role
 from .layout import LINUX_GENERIC, MachineLayout
@@ -66,16 +79,15 @@ def rpmsg_on_link(
     """An rpmsg device on a vdev link that remoteproc handed out (remoteproc -> rpmsg).
 
     The driver (host) side takes its buffers from the link's ``vdev<N>buffer``
-    carveout; the device side uses what the driver posts.
+    carveout; the device side uses what the driver posts, and only inside that carveout
+    when the table has one.
     """
-    pool = None
-    if link.transport.role is Role.DRIVER:
-        carve = link.buffers
-        if carve is None:
-            raise ResourceTableError(
-                f"no carveout named 'vdev{link.index}buffer' for the rpmsg buffers"
-            )
-        pool = ShmPool(carve.offset, carve.size)
+    carve = link.buffers
+    if carve is None and link.transport.role is Role.DRIVER:
+        raise ResourceTableError(
+            f"no carveout named 'vdev{link.index}buffer' for the rpmsg buffers"
+        )
+    pool = None if carve is None else ShmPool(carve.offset, carve.size)
     return RpmsgVirtioDevice(
         link.transport,
         shm=link.ring_io,
@@ -85,6 +97,77 @@ def rpmsg_on_link(
         ns_bind_cb=ns_bind_cb,
         ready_timeout=ready_timeout,
     )
+
+
+QUIESCE_TIMEOUT = 5.0
+"""Seconds :func:`quiesced` waits for other threads to leave a device."""
+
+
+def _threads_using(dev: RpmsgDevice) -> list[int]:
+    """Ids of the other threads that have a frame in ``dev``'s code right now."""
+    mine = {id(dev)}
+    for name in ("_rvq", "_tvq"):
+        queue = getattr(dev, name, None)
+        if queue is not None:
+            mine.add(id(queue))
+    me = threading.get_ident()
+    users = []
+    for tid, frame in sys._current_frames().items():
+        if tid == me:
+            continue
+        f: FrameType | None = frame
+        while f is not None:
+            module = f.f_globals.get("__name__", "")
+            if module.startswith(("openamp.rpmsg.", "openamp.virtio.")):
+                owner = f.f_locals.get("self")
+                if id(owner) in mine or getattr(owner, "device", None) is dev:
+                    users.append(tid)
+                    break
+            f = f.f_back
+    return users
+
+
+class _Gate:
+    """Where other threads wait while one thread has a device to itself; that thread
+    passes (it rebuilds the link through the device's own calls)."""
+
+    def __init__(self) -> None:
+        self._opened = threading.Event()
+        self._owner = threading.get_ident()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return threading.get_ident() == self._owner or self._opened.wait(timeout)
+
+    def open(self) -> None:
+        self._opened.set()
+
+
+@contextlib.contextmanager
+def quiesced(dev: RpmsgDevice, timeout: float = QUIESCE_TIMEOUT) -> Iterator[None]:
+    """Have ``dev`` to ourselves, from a platform thread (the one rebuilding a link).
+
+    Bars the device (new calls wait at a gate, see :meth:`RpmsgDevice.bar`), then waits
+    until no other thread is in its code — a thread parked in a wait is woken by the
+    caller first, e.g. by hanging up the old doorbell, and leaves with
+    :class:`~openamp.errors.PeerGoneError` — and unbars it at the end, whatever
+    happened.  Raises :class:`~openamp.errors.OpenAMPTimeoutError` if a thread stays in
+    the device for ``timeout`` seconds (a receive callback that never returns, say).
+    """
+    gate = _Gate()
+    dev.bar(gate)
+    try:
+        deadline = Deadline(timeout)
+        while (users := _threads_using(dev)) and not deadline.expired():
+            time.sleep(0.001)
+        if users:
+            raise OpenAMPTimeoutError(
+                f"thread(s) {users} stayed in the rpmsg device for {timeout} s; "
+                "the link cannot be rebuilt under them"
+            )
+        yield
+    finally:
+        dev.unbar()
+        gate.open()
 
 
 def find_vdev(table_io: IoRegion, index: int = 0) -> int:
@@ -105,6 +188,10 @@ class SharedMemoryMachine:
     keywords go to :class:`RpmsgVirtioDevice`.  Use :meth:`start` (or ``with``) to
     connect, and :attr:`rpmsg` to talk.
     """
+
+    survivor_cleans_up = False
+    """Whether the client removes the memory when the server died without doing so
+    (virtual machines, whose both sides are pyopenamp; not the C Linux machine)."""
 
     def __init__(
         self,
@@ -162,8 +249,11 @@ class SharedMemoryMachine:
         """
         if self.socket_role != "server" or self._server is not None:
             return
+        # what killed machines left behind (their pids are in their names): see metal.shm
+        reap_stale()
+        reap_stale_sockets()
         self.shm = SharedMemory.open(self.shm_name, self.layout.shm_size, create=True)
-        self._region = self.shm.region(name=self.shm_name)
+        self._region = self.shm.region(self.layout.phys_base, name=self.shm_name)
         table = self.layout.resource_table().to_bytes()
         self._region.write_block(self.layout.rsc_offset, table)
         self._server = UnixSocketServer(self.event_path)
@@ -186,8 +276,15 @@ class SharedMemoryMachine:
                 self._server = None
             else:
                 self.doorbell = UnixSocketDoorbell.connect(self.event_path, timeout)
-                self.shm = SharedMemory.open(self.shm_name, self.layout.shm_size, create=False)
-                self._region = self.shm.region(name=self.shm_name)
+                # the survivor of a killed server removes the memory it left behind; not
+                # on the fixed C names, whose C server may still be using them
+                self.shm = SharedMemory.open(
+                    self.shm_name,
+                    self.layout.shm_size,
+                    create=False,
+                    unlink_when_last=self.survivor_cleans_up,
+                )
+                self._region = self.shm.region(self.layout.phys_base, name=self.shm_name)
             region = self._region
             assert region is not None and self.doorbell is not None
             doorbell = self.doorbell
@@ -201,11 +298,10 @@ class SharedMemoryMachine:
                 role=self.role,
                 notify=lambda _notifyid: doorbell.kick(),
             )
-            driver = self.role is Role.DRIVER
             self._rpmsg = RpmsgVirtioDevice(
                 transport,
                 shm=region,
-                pool=ShmPool(self.layout.pool_base, self.layout.pool_size) if driver else None,
+                pool=ShmPool(self.layout.pool_offset, self.layout.pool_size),
                 config=self.config,
                 waiter=DoorbellWaiter(doorbell, self.strategy),
                 ns_bind_cb=self._ns_bind_cb,
@@ -230,7 +326,9 @@ class SharedMemoryMachine:
         if self._server is not None:
             self._server.close()
             self._server = None
+        peer_gone = False
         if self.doorbell is not None:
+            peer_gone = self.doorbell.peer_closed()
             self.doorbell.close()
             self.doorbell = None
         self._region = None
@@ -238,6 +336,10 @@ class SharedMemoryMachine:
             self.shm.close()
             if self.socket_role == "server":
                 self.shm.unlink()
+            elif self.survivor_cleans_up and peer_gone and os.path.exists(self.shm.path):
+                # the server died without removing it; the kernel drops a dead process's
+                # hold a moment after its socket closed
+                unlink_when_unheld(self.shm.path, wait=1.0)
             self.shm = None
 
     def __enter__(self) -> SharedMemoryMachine:

@@ -38,26 +38,32 @@ import sys
 import threading
 from collections import deque
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from ..errors import (
+    DeviceGoneError,
     FirmwareImageError,
     InvalidStateError,
     OpenAMPError,
+    OpenAMPTimeoutError,
     RegionBoundsError,
     UsageError,
 )
-from ..metal.doorbell import UnixSocketDoorbell, UnixSocketServer
+from ..metal.deadline import Deadline
+from ..metal.doorbell import UnixSocketDoorbell, UnixSocketServer, reap_stale_sockets
 from ..metal.io import IoRegion
-from ..metal.shm import SHM_DIR, SharedMemory, unique_name
+from ..metal.shm import SHM_DIR, SharedMemory, reap_stale, unique_name
 from ..metal.wait import DoorbellWaiter, wait_strategy
 from ..remoteproc.core import Firmware, Mapping, RemoteProc, RemoteprocOps
 from ..remoteproc.firmware import ElfFirmware
 from ..remoteproc.rsc_table import FW_RSC_ADDR_ANY, ResourceTable
+from ..remoteproc.state import RprocState
+from ..rpmsg.core import RpmsgDevice
 from ..rpmsg.virtio import RpmsgVirtioDevice
 from ..virtio.virtqueue import Role
 from .linux_generic import EVENT_PATH, SHM_NAME, LinuxGenericMachine
-from .machine import SharedMemoryMachine, rpmsg_on_link
+from .machine import SharedMemoryMachine, quiesced, rpmsg_on_link
 from .virtual import virtual_paths
 
 log = logging.getLogger("openamp.platform.process")
@@ -104,6 +110,8 @@ class ProcessOps(RemoteprocOps):
 
     def init(self, rproc: RemoteProc) -> None:
         """Create the memory file and register it as the remote's memory at address 0."""
+        reap_stale()  # what killed machines left behind (see openamp.metal.shm)
+        reap_stale_sockets()
         self.shm = SharedMemory.open(
             self.shm_name, self.memory_size, create=True, unlink_on_close=True
         )
@@ -205,7 +213,10 @@ class ProcessOps(RemoteprocOps):
             waiter = DoorbellWaiter(self.doorbell, wait_strategy(self.wait))
             dev = rproc.vdev_devices.get(0)
             if isinstance(dev, RpmsgVirtioDevice) and dev.role is Role.DRIVER:
-                dev.reset(waiter)  # a restart (recovery): keep the host's endpoints
+                # a restart (recovery, maybe from the watcher thread): keep the host's
+                # endpoints; the user's thread is kept out of the device meanwhile
+                with quiesced(dev):
+                    dev.reset(waiter)
             else:
                 rproc.vdev_devices[0] = rpmsg_on_link(
                     rproc.vdev_link(0, role=Role.DRIVER),
@@ -298,9 +309,34 @@ class ProcessOps(RemoteprocOps):
             rproc.crashed(f"the firmware process {how}")
 
     def stop(self, rproc: RemoteProc) -> None:
-        """SIGTERM, then SIGKILL after ``stop_timeout`` s; close the doorbell."""
+        """SIGTERM, then SIGKILL after ``stop_timeout`` s; close the doorbell.
+
+        May run on the watcher thread (a recovery) while the user's thread uses the
+        rpmsg device: the doorbell is hung up first, which wakes that thread with
+        :class:`~openamp.errors.PeerGoneError`, and closed only once no thread is in
+        the device any more (:func:`~openamp.platform.machine.quiesced`), so nobody
+        ever waits on a closed descriptor.
+        """
         self._stopping = True
+        doorbell = self.doorbell
+        if doorbell is not None:
+            doorbell.hang_up()
         self._kill()
+        dev = rproc.vdev_devices.get(0)
+        if doorbell is not None and isinstance(dev, RpmsgDevice) and not dev.closed:
+            try:
+                with quiesced(dev):
+                    self._close_link(doorbell)
+            except OpenAMPTimeoutError as exc:
+                log.warning(
+                    "%s: %s; the old doorbell stays open until it is collected", self.name, exc
+                )
+                self.doorbell = None
+                self._generic = None
+        else:
+            self._close_link(doorbell)
+
+    def _close_link(self, doorbell: UnixSocketDoorbell | None) -> None:
         if self._generic is not None:
             self._generic.close()  # also closes its doorbell
             self._generic = None
@@ -309,9 +345,31 @@ class ProcessOps(RemoteprocOps):
             for path in (os.path.join(SHM_DIR, SHM_NAME), EVENT_PATH):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
-        if self.doorbell is not None:
-            self.doorbell.close()
+        if doorbell is not None:
+            doorbell.close()
+        if self.doorbell is doorbell:
             self.doorbell = None
+
+    def firmware_alive(self) -> bool:
+        """Whether the firmware process runs (False also before start and after stop).
+
+        Read from ``/proc`` rather than ``Popen.poll()``, which answers None while the
+        watcher thread waits for the same process: a dead process that nobody reaped
+        yet (a zombie) counts as dead.
+        """
+        proc = self.proc
+        if proc is None or proc.returncode is not None:
+            return False
+        try:
+            stat = Path(f"/proc/{proc.pid}/stat").read_text()
+        except OSError:
+            return False
+        if stat.rpartition(")")[2].split()[:1] in (["Z"], ["X"]):
+            return False
+        # an exiting process closes its descriptors before it is a zombie: its end of
+        # the doorbell tells first
+        doorbell = self.doorbell
+        return not (isinstance(doorbell, UnixSocketDoorbell) and doorbell.peer_closed())
 
     def _kill(self) -> None:
         proc = self.proc
@@ -370,6 +428,51 @@ class ProcessRemoteProc(RemoteProc):
                 + "; start() it first"
             )
         return dev
+
+    def wait_recovered(self, timeout: float | None = None) -> RpmsgVirtioDevice:
+        """Block until the remote runs again after its last crash; return its rpmsg device.
+
+        Call it when a call on the link raised :class:`~openamp.errors.PeerGoneError`:
+        a crash the platform has not registered yet (the firmware process is dead but
+        the watcher has not noticed) counts, so there is no window in which this
+        returns at once on a dead remote.  Endpoints announced before the crash are
+        announced again; ``ept.wait_bound(timeout)`` then waits for the remote to
+        re-announce its service.  ``timeout`` in seconds (None = forever).
+
+        Raises :class:`~openamp.errors.DeviceGoneError` when the remote will not run
+        again (recovery is off, it failed, or the remote was stopped) and
+        :class:`~openamp.errors.OpenAMPTimeoutError` when it does not run in time.
+        """
+        ops = self.ops
+        alive = ops.firmware_alive if isinstance(ops, ProcessOps) else (lambda: True)
+        deadline = Deadline(timeout)
+        with self._cond:
+            pending = self.state is RprocState.RUNNING and not alive()
+            target = self.crash_count + (1 if pending else 0)
+            ended = (RprocState.ERROR, RprocState.STOPPED, RprocState.OFFLINE)
+
+            def settled() -> bool:
+                return (
+                    self.crash_count >= target and self.state is RprocState.RUNNING
+                ) or self.state in ended
+
+            while not settled():
+                if self.state is RprocState.CRASHED and not self.recovery:
+                    break
+                left = deadline.remaining()
+                if left == 0.0:
+                    raise OpenAMPTimeoutError(
+                        f"{self.name} did not run again within {timeout} s (it is {self.state})"
+                    )
+                # the watcher's report needs no notify when the process died unnoticed
+                self._cond.wait(0.05 if left is None else min(left, 0.05))
+            if self.state is not RprocState.RUNNING:
+                raise DeviceGoneError(
+                    f"{self.name} is {self.state}"
+                    + (" and recovery is off" if not self.recovery else "")
+                    + "; it will not run again by itself"
+                )
+        return self.rpmsg
 
 
 class ProcessMachine:

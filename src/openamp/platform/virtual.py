@@ -28,6 +28,8 @@ def virtual_paths(name: str) -> tuple[str, str]:
 class VirtualMachine(SharedMemoryMachine):
     """A shared-memory machine under a unique ``name`` (generated when None)."""
 
+    survivor_cleans_up = True
+
     def __init__(
         self,
         *,

@@ -256,6 +256,10 @@ class RemoteProc:
         index; they are closed when the remote stops, and kept for a restart."""
         self._state = RprocState.OFFLINE
         self._cond = threading.Condition(threading.RLock())
+        # One life-cycle operation at a time, whichever thread calls it: a recovery the
+        # platform runs on its own thread finishes before the user's stop or shutdown
+        # starts (which then finds a running remote to stop, not a half-started one).
+        self._op_lock = threading.RLock()
         self._subscribers: list[Callable[[StateEvent], object]] = []
         self.history: list[StateEvent] = []
         """Every state change so far, oldest first."""
@@ -336,10 +340,11 @@ class RemoteProc:
 
     def config(self, data: Any = None) -> None:
         """Configure the platform (C ``remoteproc_config``): offline -> ready."""
-        target = self._transition("config")
-        self.ops.config(self, data)
-        if target is not None:
-            self._set_state(target, "configured")
+        with self._op_lock:
+            target = self._transition("config")
+            self.ops.config(self, data)
+            if target is not None:
+                self._set_state(target, "configured")
 
     def load(self, firmware: Firmware | str | bytes | Any) -> None:
         """Load a firmware image (C ``remoteproc_load``); the state must be ready.
@@ -348,15 +353,16 @@ class RemoteProc:
         image.  The resource table is handled before the segments are placed, and
         written back into the remote's memory afterwards.
         """
-        target = self._transition("load")
-        fw = firmware if isinstance(firmware, Firmware) else _elf_firmware(firmware)
-        self.loading = fw
-        try:
-            self._load(fw)
-        finally:
-            self.loading = None
-        if target is not None:
-            self._set_state(target, f"loaded {fw.name}")
+        with self._op_lock:
+            target = self._transition("load")
+            fw = firmware if isinstance(firmware, Firmware) else _elf_firmware(firmware)
+            self.loading = fw
+            try:
+                self._load(fw)
+            finally:
+                self.loading = None
+            if target is not None:
+                self._set_state(target, f"loaded {fw.name}")
 
     def _load(self, fw: Firmware) -> None:
         found = fw.rsc_table()
@@ -391,47 +397,52 @@ class RemoteProc:
 
     def start(self) -> None:
         """Start the loaded firmware: ready -> running."""
-        target = self._transition("start")
-        self.ops.start(self)
-        if target is not None:
-            self._set_state(target, "started")
+        with self._op_lock:
+            target = self._transition("start")
+            self.ops.start(self)
+            if target is not None:
+                self._set_state(target, "started")
 
     def stop(self) -> None:
         """Stop the remote: -> stopped (a no-op when stopped or offline)."""
-        target = self._transition("stop")
-        if target is None:
-            return
-        self._close_vdev_devices()
-        self.ops.stop(self)
-        self._set_state(target, "stopped")
+        with self._op_lock:
+            target = self._transition("stop")
+            if target is None:
+                return
+            self._close_vdev_devices()
+            self.ops.stop(self)
+            self._set_state(target, "stopped")
 
     def shutdown(self) -> None:
         """Stop (if needed) and power down: -> offline (a no-op when offline)."""
-        target = self._transition("shutdown")
-        if target is None:
-            return
-        if self._state is not RprocState.DETACHED:
-            self._close_vdev_devices()
-        if self._state not in (RprocState.STOPPED, RprocState.DETACHED):
-            with contextlib.suppress(UsageError):
-                self.ops.stop(self)
-        self.ops.shutdown(self)
-        self._set_state(target, "shut down")
+        with self._op_lock:
+            target = self._transition("shutdown")
+            if target is None:
+                return
+            if self._state is not RprocState.DETACHED:
+                self._close_vdev_devices()
+            if self._state not in (RprocState.STOPPED, RprocState.DETACHED):
+                with contextlib.suppress(UsageError):
+                    self.ops.stop(self)
+            self.ops.shutdown(self)
+            self._set_state(target, "shut down")
 
     def attach(self) -> None:
         """Take over a remote that is already running: offline/detached -> attached."""
-        target = self._transition("attach")
-        self.ops.attach(self)
-        if target is not None:
-            self._set_state(target, "attached")
+        with self._op_lock:
+            target = self._transition("attach")
+            self.ops.attach(self)
+            if target is not None:
+                self._set_state(target, "attached")
 
     def detach(self) -> None:
         """Leave the remote running, unmanaged: running/attached -> detached."""
-        target = self._transition("detach")
-        self._close_vdev_devices()
-        self.ops.detach(self)
-        if target is not None:
-            self._set_state(target, "detached")
+        with self._op_lock:
+            target = self._transition("detach")
+            self._close_vdev_devices()
+            self.ops.detach(self)
+            if target is not None:
+                self._set_state(target, "detached")
 
     def remove(self) -> None:
         """Release the platform (C ``remoteproc_remove``); only when offline."""
@@ -480,17 +491,18 @@ class RemoteProc:
         devices on its vdevs (an rpmsg device keeps its endpoints, which bind again when
         the service is re-announced).
         """
-        target = self._transition("recover")
-        if self.firmware is None:
-            raise UsageError(f"{self.name} has no firmware to recover with")
-        with contextlib.suppress(OpenAMPError):
-            self.ops.stop(self)
-        if self.table_bytes is not None and self._table_da is not None:
-            m = self.mmap(da=self._table_da, size=len(self.table_bytes))
-            m.region.write_block(m.offset, self.table_bytes)
-        self.ops.start(self)
-        if target is not None:
-            self._set_state(target, "recovered")
+        with self._op_lock:
+            target = self._transition("recover")
+            if self.firmware is None:
+                raise UsageError(f"{self.name} has no firmware to recover with")
+            with contextlib.suppress(OpenAMPError):
+                self.ops.stop(self)
+            if self.table_bytes is not None and self._table_da is not None:
+                m = self.mmap(da=self._table_da, size=len(self.table_bytes))
+                m.region.write_block(m.offset, self.table_bytes)
+            self.ops.start(self)
+            if target is not None:
+                self._set_state(target, "recovered")
 
     def adopt_table(self, da: int) -> ResourceTable:
         """Take the live resource table at ``da`` as this remote's (for :meth:`attach`).

@@ -201,6 +201,7 @@ class ElfImage:
         self._entry = 0
         self._segments: list[Segment] = []
         self._rsc_table: RscTableLocation | None = None
+        self._sections: dict[str, tuple[int, Any]] = {}
         try:
             self._parse()
         except BaseException:
@@ -346,6 +347,7 @@ class ElfImage:
         strtab = self._section_bytes(headers[shstrndx], f"section name table (section {shstrndx})")
         wanted = RSC_TABLE_SECTION.encode()
         found: tuple[int, Any] | None = None
+        self._sections = {}
         for index, sh in enumerate(headers):
             offset = int(sh["sh_name"])
             if offset == 0:
@@ -356,7 +358,9 @@ class ElfImage:
                     f"name table ({len(strtab)} bytes)"
                 )
             end = strtab.find(b"\0", offset)
-            if found is None and strtab[offset : end if end >= 0 else None] == wanted:
+            section = strtab[offset : end if end >= 0 else None]
+            self._sections.setdefault(section.decode("utf-8", "replace"), (index, sh))
+            if found is None and section == wanted:
                 found = (index, sh)
         if found is None:
             return None
@@ -430,6 +434,17 @@ class ElfImage:
     def resource_table(self) -> ResourceTable:
         """The parsed resource table; a malformed one raises ``ResourceTableError``."""
         return ResourceTable.parse(self.read_rsc_table())
+
+    def read_section(self, name: str) -> bytes | None:
+        """The bytes of the first section called ``name``, or ``None`` if there is none.
+
+        Raises :class:`FirmwareImageError` if the section's bytes are not in the image.
+        """
+        found = self._sections.get(name)
+        if found is None:
+            return None
+        index, sh = found
+        return self._section_bytes(sh, f"section {name} (section {index})")
 
     # -- life cycle -----------------------------------------------------------------------
 

@@ -11,7 +11,9 @@ _EXPORTS = {
     "TxBuffer": ".buffers",
     "Endpoint": ".core",
     "RpmsgDevice": ".core",
+    "QUEUE_LIMIT": ".core",
     "SEND_TIMEOUT": ".core",
+    "SERVICE_LIMIT": ".core",
     "Waiter": ".core",
     "MessageEvent": ".virtio",
     "RpmsgVirtioConfig": ".virtio",
@@ -40,7 +42,9 @@ if TYPE_CHECKING:
         TxBuffer as TxBuffer,
     )
     from .core import (
+        QUEUE_LIMIT as QUEUE_LIMIT,
         SEND_TIMEOUT as SEND_TIMEOUT,
+        SERVICE_LIMIT as SERVICE_LIMIT,
         Endpoint as Endpoint,
         RpmsgDevice as RpmsgDevice,
         Waiter as Waiter,

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
 class BufferOwner(Protocol):
     """What a transport gives the buffer handles it hands out."""
 
+    generation: int
+    """Bumped when the link is reset; a handle from before belongs to no ring any more."""
+
     def buffer_view(self, offset: int, length: int) -> memoryview:
         """A writable view of ``length`` bytes of shared memory at ``offset``."""
         ...
@@ -45,12 +48,23 @@ class TxBuffer:
     either, ``data`` must not be used again.
     """
 
-    __slots__ = ("_device", "_state", "capacity", "data", "endpoint", "head", "offset", "size")
+    __slots__ = (
+        "_device",
+        "_state",
+        "capacity",
+        "data",
+        "endpoint",
+        "generation",
+        "head",
+        "offset",
+        "size",
+    )
 
     def __init__(
         self, device: BufferOwner, endpoint: Endpoint, offset: int, size: int, head: int
     ) -> None:
         self._device = device
+        self.generation = device.generation
         self.endpoint = endpoint
         self.offset = offset
         self.size = size
@@ -98,7 +112,17 @@ class RxBuffer:
     :meth:`release` hands the buffer back to the peer.
     """
 
-    __slots__ = ("_device", "_released", "data", "dst", "index", "offset", "size", "src")
+    __slots__ = (
+        "_device",
+        "_released",
+        "data",
+        "dst",
+        "generation",
+        "index",
+        "offset",
+        "size",
+        "src",
+    )
 
     def __init__(
         self,
@@ -111,6 +135,7 @@ class RxBuffer:
         dst: int,
     ) -> None:
         self._device = device
+        self.generation = device.generation
         self.offset = offset
         self.size = size
         self.index = index

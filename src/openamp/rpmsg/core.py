@@ -42,8 +42,10 @@ from typing import TYPE_CHECKING, Protocol
 from ..errors import (
     AddressExhaustedError,
     AddressInUseError,
+    DeviceGoneError,
     EndpointClosedError,
     EndpointNotBoundError,
+    EndpointUnboundError,
     InvalidStateError,
     MessageError,
     NoBufferError,
@@ -71,6 +73,14 @@ log = logging.getLogger("openamp.rpmsg")
 
 SEND_TIMEOUT = 15.0
 """Default seconds a blocking send waits for a free buffer (the C library's 15 s)."""
+
+QUEUE_LIMIT = 1024
+"""Messages an endpoint without a callback copies out before back-pressure
+(:attr:`Endpoint.queue_limit`): 1024 of 496 bytes is about 0.5 MB."""
+
+SERVICE_LIMIT = 1024
+"""Peer announcements :attr:`RpmsgDevice.services` remembers; more are dropped (with a
+warning and :attr:`RpmsgDevice.services_dropped`), so a peer cannot grow it forever."""
 
 EndpointCallback = Callable[["Endpoint", memoryview, int], object]
 """``callback(endpoint, payload, src)``; ``payload`` is valid only during the call.
@@ -101,6 +111,20 @@ class Waiter(Protocol):
         when the wait returns either way.
         """
         ...
+
+
+class Gate(Protocol):
+    """What a barred device waits on (handed in by the platform, see
+    :meth:`RpmsgDevice.bar`)."""
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """True once the caller may go on (the gate opened, or the caller is the thread
+        that barred the device), False after ``timeout`` seconds."""
+        ...
+
+
+GATE_TIMEOUT = 30.0
+"""Seconds a call waits at a barred device before it gives up (DeviceGoneError)."""
 
 
 AsyncWait = Callable[
@@ -136,10 +160,19 @@ class Endpoint:
     Without a ``callback`` incoming messages queue up for :meth:`recv`; with one, the
     callback runs during the device's :meth:`RpmsgDevice.poll` and gets a zero-copy
     view of the payload (call :meth:`hold_rx_buffer` inside it to keep the buffer).
+
+    The queue is bounded: :attr:`queue_limit` messages are copied out of shared memory;
+    beyond that a message stays in its receive buffer, which is not given back to the
+    peer until :meth:`recv` takes it.  A peer that keeps sending then runs out of
+    buffers and its sends block (back-pressure, the virtio way): nothing is dropped and
+    memory does not grow, but the device's other endpoints wait for the ring too, so
+    read what you receive, or give the endpoint a callback.
     """
 
     __slots__ = (
+        "_overflow",
         "_queue",
+        "_room",
         "addr",
         "announced",
         "callback",
@@ -148,6 +181,7 @@ class Endpoint:
         "device",
         "name",
         "on_unbind",
+        "queue_limit",
         "unbound",
     )
 
@@ -172,6 +206,13 @@ class Endpoint:
         self.announced = False
         """Whether we announced this endpoint to the peer (NS create) when creating it."""
         self._queue: deque[tuple[bytes, int]] = deque()
+        self.queue_limit = QUEUE_LIMIT
+        """Messages copied into the queue before back-pressure (see the class doc)."""
+        # messages past the bound, still in their receive buffers, in arrival order
+        self._overflow: deque[tuple[RxBuffer, int]] = deque()
+        # how long the copy queue may grow now: queue_limit, or 0 while messages wait
+        # in _overflow (they came first); the transport checks only this
+        self._room = QUEUE_LIMIT
 
     def __repr__(self) -> str:
         dest = "ANY" if self.dest_addr == RPMSG_ADDR_ANY else f"{self.dest_addr:#x}"
@@ -215,11 +256,7 @@ class Endpoint:
         """
         dst = self.dest_addr
         if dst == RPMSG_ADDR_ANY:
-            self._check_open()
-            raise EndpointNotBoundError(
-                f"endpoint {self.name!r} at {self.addr:#x} has no peer address yet; "
-                "wait_bound() or use sendto()"
-            )
+            raise self._not_bound()
         return self.device.send_offchannel(self.addr, dst, data, timeout)
 
     def sendto(
@@ -252,13 +289,14 @@ class Endpoint:
         Like every blocking send it keeps receiving: messages that arrive meanwhile are
         delivered (callbacks run, queues fill) before it returns, and the peer is asked
         not to notify us for them while the batch is being filled.
+
+        When it fails part way (no buffer within ``timeout``, a payload too large, the
+        peer gone), the messages before the failure are sent, and the error's ``sent``
+        attribute says how many: resume with ``payloads[exc.sent:]``.
         """
         dst = self.dest_addr
         if dst == RPMSG_ADDR_ANY:
-            self._check_open()
-            raise EndpointNotBoundError(
-                f"endpoint {self.name!r} at {self.addr:#x} has no peer address yet"
-            )
+            raise self._not_bound()
         return self.device.send_offchannel_many(self.addr, dst, payloads, timeout)
 
     def recv_many(self, max_count: int = 0, timeout: float | None = None) -> list[bytes]:
@@ -270,9 +308,12 @@ class Endpoint:
         first = self.recv(timeout)
         q = self._queue
         out = [first]
-        limit = max_count - 1 if max_count > 0 else len(q)
+        limit = max_count - 1 if max_count > 0 else len(q) + len(self._overflow)
         while q and limit > 0:
             out.append(q.popleft()[0])
+            limit -= 1
+        while self._overflow and limit > 0:
+            out.append(self._from_overflow()[0])
             limit -= 1
         return out
 
@@ -316,19 +357,45 @@ class Endpoint:
         q = self._queue
         if q:
             return q.popleft()
+        if self._overflow:
+            return self._from_overflow()
         self._check_open()
         if self.callback is not None:
             raise UsageError(f"endpoint {self.name!r} delivers to a callback; recv() never returns")
-        if not self.device.wait_until(lambda: bool(q), timeout):
+        overflow = self._overflow
+        if not self.device.wait_until(lambda: bool(q or overflow), timeout):
             raise OpenAMPTimeoutError(
                 f"no message for endpoint {self.name!r} at {self.addr:#x} within {timeout} s"
             )
-        return q.popleft()
+        return q.popleft() if q else self._from_overflow()
+
+    def _from_overflow(self) -> tuple[bytes, int]:
+        """The oldest message past the bound: copied out, its buffer given back."""
+        held, src = self._overflow.popleft()
+        data = bytes(held.data)
+        if not self._overflow:
+            self._room = self.queue_limit  # the copy queue may grow again
+        if not self.device.closed:
+            held.release()
+        return data, src
+
+    def _keep_overflow(self) -> None:
+        """Transport, before a link reset: copy the messages past the bound out of their
+        buffers (which the new link reuses) into the queue, in order."""
+        while self._overflow:
+            held, src = self._overflow.popleft()
+            self._queue.append((bytes(held.data), src))
+        self._room = self.queue_limit
+
+    def _queue_held(self, held: RxBuffer, src: int) -> None:
+        """Transport: keep a message past the bound in its receive buffer."""
+        self._overflow.append((held, src))
+        self._room = 0
 
     @property
     def pending(self) -> int:
-        """Messages queued for :meth:`recv`."""
-        return len(self._queue)
+        """Messages queued for :meth:`recv` (those past the bound included)."""
+        return len(self._queue) + len(self._overflow)
 
     # -- asyncio ------------------------------------------------------------------------
 
@@ -345,18 +412,23 @@ class Endpoint:
         q = self._queue
         if q:
             return q.popleft()
+        if self._overflow:
+            return self._from_overflow()
         self._check_open()
         if self.callback is not None:
             raise UsageError(
                 f"endpoint {self.name!r} delivers to a callback; arecv() never returns"
             )
-        if not await self.device.wait_until_async(lambda: bool(q) or self.closed, timeout):
+        overflow = self._overflow
+        if not await self.device.wait_until_async(
+            lambda: bool(q or overflow) or self.closed, timeout
+        ):
             raise OpenAMPTimeoutError(
                 f"no message for endpoint {self.name!r} at {self.addr:#x} within {timeout} s"
             )
-        if not q:
+        if not (q or overflow):
             self._check_open()
-        return q.popleft()
+        return q.popleft() if q else self._from_overflow()
 
     async def asend(
         self, data: bytes | bytearray | memoryview, timeout: float | None = SEND_TIMEOUT
@@ -400,9 +472,16 @@ class Endpoint:
     # -- teardown -----------------------------------------------------------------------
 
     def destroy(self) -> None:
-        """Unregister; announce the destroy to the peer if the C rules say so.  Idempotent."""
+        """Unregister; announce the destroy to the peer if the C rules say so.  Idempotent.
+
+        Messages still queued are discarded; their receive buffers go back to the peer.
+        """
         if not self.closed:
             self.device.destroy_endpoint(self)
+        while self._overflow:
+            held, _src = self._overflow.popleft()
+            if not self.device.closed:
+                held.release()
 
     def close(self) -> None:
         """The same as :meth:`destroy` (for ``contextlib.closing`` and friends)."""
@@ -411,6 +490,19 @@ class Endpoint:
     def _check_open(self) -> None:
         if self.closed:
             raise EndpointClosedError(f"endpoint {self.name!r} at {self.addr:#x} is destroyed")
+
+    def _not_bound(self) -> OpenAMPError:
+        """Why a send to the bound peer cannot go: whose fault it is decides the type."""
+        self._check_open()
+        if self.unbound:
+            return EndpointUnboundError(
+                f"the peer destroyed service {self.name!r} that endpoint {self.addr:#x} was "
+                "bound to (NS destroy); wait_bound() for it to be announced again"
+            )
+        return EndpointNotBoundError(
+            f"endpoint {self.name!r} at {self.addr:#x} has no peer address yet; "
+            "wait_bound() or use sendto()"
+        )
 
 
 class RpmsgDevice:
@@ -430,13 +522,22 @@ class RpmsgDevice:
         self.waiter = waiter
         self.support_ns = False
         self.services: dict[str, int] = {}
-        """Services the peer announced and has not destroyed: name -> remote address."""
+        """Services the peer announced and has not destroyed: name -> remote address
+        (at most :data:`SERVICE_LIMIT`)."""
+        self.services_dropped = 0
+        """Announcements of new names dropped because :attr:`services` was full."""
         self.closed = False
+        self.gone_reason = ""
+        """Why the device was closed, when its peer's departure closed it (see
+        :meth:`peer_gone`); empty when open or closed by its user."""
         self.dropped = 0
         """Messages for unknown addresses that were dropped (as the C library does)."""
         self._endpoints: dict[int, Endpoint] = {}
         self._order: list[Endpoint] = []
         self._bitnext = 0
+        self._gate: Gate | None = None
+        self.generation = 0
+        """How many times the link under this device was reset (see :meth:`bar`)."""
 
     # -- to be provided by a transport ----------------------------------------------------
 
@@ -458,11 +559,18 @@ class RpmsgDevice:
         payloads: Iterable[bytes | bytearray | memoryview],
         timeout: float | None,
     ) -> int:
-        """Send several payloads; a transport may notify the peer once per batch."""
+        """Send several payloads; a transport may notify the peer once per batch.
+
+        An error carries ``sent``: how many were sent before it (see
+        :meth:`Endpoint.send_many`)."""
         sent = 0
-        for data in payloads:
-            self.send_offchannel(src, dst, data, timeout)
-            sent += 1
+        try:
+            for data in payloads:
+                self.send_offchannel(src, dst, data, timeout)
+                sent += 1
+        except OpenAMPError as exc:
+            exc.sent = sent
+            raise
         return sent
 
     def get_tx_buffer(self, ept: Endpoint, timeout: float | None) -> TxBuffer:
@@ -480,6 +588,33 @@ class RpmsgDevice:
     def has_rx_pending(self) -> bool:
         """Whether the peer has sent something :meth:`poll` has not processed."""
         raise NotImplementedError
+
+    # -- another thread's turn ------------------------------------------------------------
+
+    def bar(self, gate: Gate) -> None:
+        """Make calls that enter the device from now on wait at ``gate`` until :meth:`unbar`.
+
+        A device is used from one thread, but a platform may have to rebuild the link
+        under it from another (the process driver restarting a crashed remote): it bars
+        the device, waits until the user's thread is out of the device or parked in a
+        wait (it looks at the thread's frames, see ``platform.machine.quiesced``),
+        resets, and unbars.  Calls that arrive meanwhile wait up to
+        :data:`GATE_TIMEOUT` seconds and then carry on, on the new link.  Nested calls
+        (from a receive callback) never wait: their outer call is what the platform
+        waits for.  Costs one attribute test per call when no gate is set.
+        """
+        self._gate = gate
+
+    def unbar(self) -> None:
+        """Let calls through again (see :meth:`bar`)."""
+        self._gate = None
+
+    def _pass_gate(self) -> None:
+        gate = self._gate
+        if gate is not None and not gate.wait(GATE_TIMEOUT):
+            raise DeviceGoneError(
+                f"the link was being rebuilt and did not come back within {GATE_TIMEOUT} s"
+            )
 
     # -- waiting --------------------------------------------------------------------------
 
@@ -590,8 +725,10 @@ class RpmsgDevice:
         already announced that name.  ``callback(ept, payload, src)``
         receives messages; without one they queue for :meth:`Endpoint.recv`.
         """
+        if self._gate is not None:
+            self._pass_gate()
         if self.closed:
-            raise InvalidStateError("the rpmsg device is closed")
+            raise self.closed_error()
         if name:
             encode_name(name)
         if src == RPMSG_ADDR_ANY:
@@ -656,6 +793,8 @@ class RpmsgDevice:
         """Destroy ``ept`` (C ``rpmsg_destroy_ept``); a best-effort NS destroy is sent."""
         if ept.closed:
             return
+        if self._gate is not None:
+            self._pass_gate()
         if (
             ept.name
             and self.support_ns
@@ -679,6 +818,26 @@ class RpmsgDevice:
         for ept in list(self._order):
             self.destroy_endpoint(ept)
         self.closed = True
+
+    def peer_gone(self, reason: str) -> None:
+        """Close the device because its peer went away (called by the platform).
+
+        Nothing is announced (nobody listens).  Later calls raise
+        :class:`DeviceGoneError` (a :class:`PeerGoneError`) with ``reason``, not the
+        :class:`InvalidStateError` of a device its user closed.
+        """
+        if self.closed:
+            return
+        self.gone_reason = reason
+        for ept in list(self._order):
+            self._unregister(ept)
+        self.closed = True
+
+    def closed_error(self) -> OpenAMPError:
+        """The error a call on this closed device raises: whose fault decides the type."""
+        if self.gone_reason:
+            return DeviceGoneError(f"the rpmsg device is gone: {self.gone_reason}")
+        return InvalidStateError("the rpmsg device is closed")
 
     def __enter__(self) -> RpmsgDevice:
         return self
@@ -742,6 +901,16 @@ class RpmsgDevice:
             if self.ns_unbind_cb is not None:
                 self.ns_unbind_cb(self, msg.name, msg.addr)
         else:
+            if msg.name not in self.services and len(self.services) >= SERVICE_LIMIT:
+                # a peer announcing without end must not grow our memory without end
+                self.services_dropped += 1
+                log.warning(
+                    "dropping the announcement of %r from %#x: %d services known already",
+                    msg.name,
+                    msg.addr,
+                    SERVICE_LIMIT,
+                )
+                return
             self.services[msg.name] = msg.addr
             if target is not None:
                 target.dest_addr = msg.addr

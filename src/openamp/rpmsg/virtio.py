@@ -59,10 +59,12 @@ from functools import partial
 from typing import NamedTuple
 
 from ..errors import (
+    DeviceGoneError,
     EndpointNotBoundError,
     InvalidStateError,
     MessageError,
     NoBufferError,
+    OpenAMPError,
     OpenAMPTimeoutError,
     PayloadTooLargeError,
     ResourceTableError,
@@ -184,7 +186,10 @@ class RpmsgVirtioDevice(RpmsgDevice):
     """An rpmsg device on a virtio transport, as driver (host) or device (remote).
 
     ``shm`` is the region holding the message buffers (C ``shm_io``); the driver
-    allocates them from ``pool``.  ``waiter`` makes blocking calls possible (without one
+    allocates them from ``pool``.  Given to the device, ``pool`` is where the driver's
+    buffers must lie: a descriptor pointing anywhere else (the resource table, a ring)
+    is the driver's :class:`RingError`, never a write there; without it the device
+    accepts any buffer inside ``shm``.  ``waiter`` makes blocking calls possible (without one
     every call is non-blocking).  The device role waits up to ``ready_timeout`` seconds
     for the driver's DRIVER_OK (None = forever).  ``features`` are the feature bits we
     support (driver: accepted from the device's offer; device: ignored).
@@ -234,6 +239,7 @@ class RpmsgVirtioDevice(RpmsgDevice):
         self._reclaimer: list[Buf] = []
         self._tx_max = 0
         self.config = config or RpmsgVirtioConfig()
+        self._buffer_pool = pool
         if self._driver:
             if pool is None:
                 raise UsageError("the driver role needs a shared buffer pool")
@@ -349,27 +355,42 @@ class RpmsgVirtioDevice(RpmsgDevice):
         """Driver: bring the link up again after the remote restarted, keeping endpoints.
 
         The rings and buffers start afresh (as after a Linux remoteproc recovery);
-        endpoints we had announced become unbound and are announced again, so they bind
-        when the remote re-announces its services.  ``waiter`` replaces the old one
-        (a restarted remote comes with a new doorbell).
+        endpoints we had announced become unbound (a send raises
+        :class:`~openamp.errors.EndpointUnboundError` until the remote re-announces the
+        service; ``wait_bound(timeout)`` waits for that) and are announced again.
+        Messages already queued for :meth:`Endpoint.recv` stay; buffer handles from
+        before (held or reserved) belong to no ring any more and are forgotten.
+        ``waiter`` replaces the old one (a restarted remote comes with a new doorbell).
+        Called by the platform, from another thread too, with the device barred
+        (:meth:`bar`) while the user's thread is out of it.
         """
         if not self._driver or self.pool is None:
             raise UsageError("only the driver side can reset the link")
         if waiter is not None:
             self.waiter = waiter
+        self.generation += 1
         self.closed = False
+        self.gone_reason = ""
         self.services.clear()
         self._reclaimer.clear()
+        self._staged.clear()
+        self._tx_kick_pending = False
+        self._dispatching = False
+        self._current = self._held = None
         self.pool.avail = self.pool.size
+        for ept in self._order:
+            ept._keep_overflow()  # copies, before the new link reuses their buffers
         self._driver_init()
         for ept in self._order:
             if ept.announced:
                 ept.dest_addr = RPMSG_ADDR_ANY
-                ept.unbound = False
+                ept.unbound = True
                 self._announce(ept)
 
     def _make_queues(self) -> tuple[Virtqueue, Virtqueue]:
         names = ("rx_vq", "tx_vq") if self._driver else ("tx_vq", "rx_vq")
+        pool = self._buffer_pool
+        window = None if self._driver or pool is None else (pool.base, pool.size)
         queues = []
         for i in (0, 1):
             info = self.transport.vring(i)
@@ -382,6 +403,8 @@ class RpmsgVirtioDevice(RpmsgDevice):
                     notify=partial(self.transport.notify, info.notifyid),
                     index=i,
                     name=f"vring{i} ({names[i]})",
+                    # the device confines the driver's buffers to the pool, if it knows it
+                    buffers=window,
                 )
             )
         return queues[0], queues[1]
@@ -458,8 +481,9 @@ class RpmsgVirtioDevice(RpmsgDevice):
 
     def _rearm(self) -> bool:
         # not on a closed device (its ring views are released) or a broken queue
-        # (the error is raised by the next call; the flags are the peer's problem now)
-        if self.closed or self._rvq.broken is not None:
+        # (the error is raised by the next call; the flags are the peer's problem now),
+        # nor while another thread rebuilds the link
+        if self.closed or self._rvq.broken is not None or self._gate is not None:
             return False
         return self._rvq.enable_cb()
 
@@ -485,6 +509,8 @@ class RpmsgVirtioDevice(RpmsgDevice):
         """
         if self._dispatching or self.closed:
             return 0
+        if self._gate is not None:
+            self._pass_gate()
         rvq = self._rvq
         n = 0
         self._dispatching = True
@@ -605,8 +631,15 @@ class RpmsgVirtioDevice(RpmsgDevice):
             ept.dest_addr = src  # the first message binds, as in the C library
         cb = ept.callback
         if cb is None:
-            ept._queue.append((mem[start : start + length].tobytes(), src))
-            return True
+            q = ept._queue
+            if len(q) < ept._room:
+                q.append((mem[start : start + length].tobytes(), src))
+                return True
+            # past the queue's bound the message stays in its buffer: back-pressure
+            ept._queue_held(
+                RxBuffer(self, off, size, idx, mem[start : start + length], src, dst), src
+            )
+            return False
         view = mem[start : start + length]
         # _held is None outside callbacks: cleared here, or by _drain_rx on an error
         self._current = (off, size, idx, view, src, dst)
@@ -638,8 +671,10 @@ class RpmsgVirtioDevice(RpmsgDevice):
 
     def release_rx_buffer(self, buf: RxBuffer) -> None:
         """Give a held receive buffer back to the peer (C ``rpmsg_release_rx_buffer``)."""
-        if self.closed:
-            return
+        if self._gate is not None and not self._dispatching:
+            self._pass_gate()
+        if self.closed or buf.generation != self.generation:
+            return  # closed, or a buffer of the link before a reset: nothing to give back
         self._give_back_rx([(buf.offset, buf.size, buf.index)])
         self._rvq.kick()
 
@@ -705,12 +740,13 @@ class RpmsgVirtioDevice(RpmsgDevice):
 
     def _wait_tx_buffer(self, timeout: float | None) -> Buf:
         if self.closed:
-            raise InvalidStateError("the rpmsg device is closed")
+            raise self.closed_error()
         waiter = self.waiter
         if timeout == 0 or waiter is None:
             raise NoBufferError("no transmit buffer is free (the peer has not returned any)")
         deadline = Deadline(timeout)
         tvq = self._tvq
+        generation = self.generation
         self._flush_staged()
         if self._tx_kick_pending:  # the peer must see what we queued before we wait
             self._tx_kick_pending = False
@@ -736,10 +772,14 @@ class RpmsgVirtioDevice(RpmsgDevice):
                     )
                 rvq.disable_cb()
                 waiter.wait(self._tx_ready, remaining, self._arm_tx)
+                if self._gate is not None or self.generation != generation:
+                    # another thread is rebuilding the link: this buffer wait is over
+                    raise DeviceGoneError("the link was reset while this send waited for a buffer")
         finally:
-            tvq.disable_cb()
-            if quiet and rvq.broken is None:
-                rvq.enable_cb()
+            if self.generation == generation:  # the old rings are not ours to touch
+                tvq.disable_cb()
+                if quiet and rvq.broken is None:
+                    rvq.enable_cb()
         if quiet and rvq.has_pending():
             self.poll()  # what came in unannounced while rx kicks were off
         return buf
@@ -774,8 +814,10 @@ class RpmsgVirtioDevice(RpmsgDevice):
         """
         if dst == RPMSG_ADDR_ANY:
             raise EndpointNotBoundError("destination address ANY: the peer is not known yet")
+        if self._gate is not None and not self._dispatching:
+            self._pass_gate()
         if self.closed:
-            raise InvalidStateError("the rpmsg device is closed")
+            raise self.closed_error()
         n = len(data)
         if n > self._tx_max:  # the driver knows its size before it takes a buffer
             raise PayloadTooLargeError(n, self._tx_max)
@@ -819,13 +861,18 @@ class RpmsgVirtioDevice(RpmsgDevice):
 
         Buffers are filled back to back and published as they go; the peer is kicked
         when we must wait for a buffer (so it can drain what we queued) and once at the
-        end.  ``timeout`` applies to each wait for a buffer.  Returns how many were sent;
-        on an error (e.g. :class:`PayloadTooLargeError`) the ones before it are sent.
+        end.  ``timeout`` applies to each wait for a buffer.  Returns how many were sent.
+
+        On an error (:class:`PayloadTooLargeError`, :class:`SendTimeoutError`, a peer
+        gone...) the messages before it are sent and the error's ``sent`` attribute says
+        how many: resume with ``payloads[error.sent:]`` and nothing is lost or sent twice.
         """
         if dst == RPMSG_ADDR_ANY:
             raise EndpointNotBoundError("destination address ANY: the peer is not known yet")
+        if self._gate is not None and not self._dispatching:
+            self._pass_gate()
         if self.closed:
-            raise InvalidStateError("the rpmsg device is closed")
+            raise self.closed_error()
         if self._staged:  # keep the order of a callback's earlier sends
             self._publish(self._staged)
         # No rx kicks while we fill buffers: answers to the first messages of a batch
@@ -840,7 +887,8 @@ class RpmsgVirtioDevice(RpmsgDevice):
         rec = self._reclaimer
         trace = self.trace
         pending: list[Buf] = []
-        sent = 0
+        sent = 0  # filled; published once they leave ``pending``
+        error: BaseException | None = None
         try:
             for data in payloads:
                 buf = rec.pop() if rec else get_buffer(True)
@@ -860,12 +908,23 @@ class RpmsgVirtioDevice(RpmsgDevice):
                 if trace is not None:
                     self._trace_tx(off, size, head, src, dst, n)
                 sent += 1
-        finally:
+        except BaseException as exc:
+            error = exc
+        try:
             self._publish(pending)
             if sent:
                 self._kick_tx()
+        except BaseException as exc:
+            error = error or exc
+        finally:
             if quiet and rvq.broken is None:
                 rvq.enable_cb()
+        if error is not None:
+            # what a caller needs to resume: payloads[sent:] (buffers filled but never
+            # published, on a broken ring, do not count)
+            if isinstance(error, OpenAMPError):
+                error.sent = sent - len(pending)
+            raise error
         if quiet and rvq.has_pending():
             self.poll()
         return sent
@@ -906,8 +965,10 @@ class RpmsgVirtioDevice(RpmsgDevice):
 
     def get_tx_buffer(self, ept: Endpoint, timeout: float | None) -> TxBuffer:
         """Reserve a transmit buffer for ``ept`` to fill in place."""
+        if self._gate is not None and not self._dispatching:
+            self._pass_gate()
         if self.closed:
-            raise InvalidStateError("the rpmsg device is closed")
+            raise self.closed_error()
         off, size, head = self._get_tx_buffer(False) or self._wait_tx_buffer(timeout)
         return TxBuffer(self, ept, off, size, head)
 
@@ -917,6 +978,8 @@ class RpmsgVirtioDevice(RpmsgDevice):
             raise EndpointNotBoundError("destination address ANY: the peer is not known yet")
         if not 0 <= length <= buf.capacity:
             raise PayloadTooLargeError(length, buf.capacity)
+        if self._gate is not None and not self._dispatching:
+            self._pass_gate()
         _HDR_PACK(self._mem, buf.offset, src, dst, 0, length, 0)
         self._commit_tx(buf.offset, buf.size, buf.head)
         if self.trace is not None:
@@ -925,4 +988,7 @@ class RpmsgVirtioDevice(RpmsgDevice):
 
     def release_tx_buffer(self, buf: TxBuffer) -> None:
         """Take back an unsent reserved buffer; the next send reuses it first."""
-        self._reclaimer.append((buf.offset, buf.size, buf.head))
+        if self._gate is not None and not self._dispatching:
+            self._pass_gate()
+        if buf.generation == self.generation:  # not a buffer of the link before a reset
+            self._reclaimer.append((buf.offset, buf.size, buf.head))

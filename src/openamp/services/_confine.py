@@ -6,6 +6,10 @@ component; symbolic links may be used only if they stay inside the root; and the
 itself walks down from the root with ``O_NOFOLLOW`` at every step, so a link swapped in
 after the check makes the open fail instead of escaping.  Only regular files open.
 Hard links out of the root cannot be told apart from files and are not caught.
+
+File modes, one policy for every service: a file a remote creates gets the mode it asks
+for masked with :data:`REMOTE_MODE_MASK` (read and write bits only: a remote never
+creates an executable, set-uid, set-gid or sticky file), then the host process's umask.
 """
 
 from __future__ import annotations
@@ -15,6 +19,9 @@ import os
 import stat
 
 _O_PATH = getattr(os, "O_PATH", 0)
+
+REMOTE_MODE_MASK = 0o666
+"""The permission bits a remote may give a file it creates (see the module doc)."""
 
 
 class Refused(Exception):
@@ -47,6 +54,8 @@ def resolve_beneath(root: str, name: str) -> str:
 def open_beneath(root: str, rel: str, flags: int, mode: int) -> int:
     """Open ``rel`` (from :func:`resolve_beneath`) under ``root`` following no link.
 
+    A created file gets ``mode & REMOTE_MODE_MASK`` (then the umask).
+
     Returns a blocking descriptor of a regular file.  Raises :class:`Refused` for
     anything else and ``OSError`` for what the file system refuses.
     """
@@ -65,7 +74,7 @@ def open_beneath(root: str, rel: str, flags: int, mode: int) -> int:
         fd = os.open(
             parts[-1],
             flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NOCTTY | os.O_NONBLOCK,
-            mode,
+            mode & REMOTE_MODE_MASK,
             dir_fd=dirfd,
         )
     finally:

@@ -73,6 +73,8 @@ READ_SYSCALL_ID = 4
 ACK_STATUS_ID = 5
 """Defined by the C header and used by nobody; the host drops it like an unknown id."""
 TERM_SYSCALL_ID = 6
+LINUX_INIT_MSG = b"init_msg\0"
+"""What Linux's ``proxy_app`` sends first so that the remote learns its address."""
 
 CALL_NAMES = {
     OPEN_SYSCALL_ID: "open",
@@ -463,7 +465,7 @@ class ProxyServer:
             )
         rel = self._resolve(os.fsdecode(raw))
         try:
-            fd = self._open_beneath(rel, host_flags, mode & 0o666)
+            fd = self._open_beneath(rel, host_flags, mode)
         except OSError as exc:
             raise OSError(exc.errno, exc.strerror, rel) from None
         remote_fd = FIRST_FILE_FD
@@ -806,6 +808,9 @@ class ProxyClient:
         ept = self.endpoint
         while ept.pending:
             stale = ept.recv(timeout=0)
+            if stale == LINUX_INIT_MSG:
+                log.debug("the host's proxy_app introduced itself (init_msg)")
+                continue
             log.warning("discarding a late %d-byte answer from the proxy host", len(stale))
         call_id = SYSCALL.unpack_from(request)[0]
         ept.send(request)

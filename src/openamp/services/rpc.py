@@ -698,7 +698,7 @@ class RpcFileServer:
             log.info("open %r: ignoring flags %#o", shown, flags & ~_KNOWN_FLAGS)
         try:
             rel = resolve_beneath(self.root, os.fsdecode(path))
-            fd = open_beneath(self.root, rel, host_flags, mode & 0o777)
+            fd = open_beneath(self.root, rel, host_flags, mode)
         except Refused as exc:
             log.warning("%s: refused", exc.reason)
             return -1

@@ -290,3 +290,111 @@ def bench_idle(
         host_cpu_percent=host_cpu,
         remote_cpu_percent=remote_cpu,
     )
+
+
+# -- hypervisorless virtio ----------------------------------------------------------------
+
+
+@dataclass
+class HvlBenchResult:
+    """``openamp bench hvl``: figures measured by the remote, per run."""
+
+    count: int
+    request_bytes: int
+    linux_side: str
+    runs: list[dict[str, dict[str, Any]]] = field(default_factory=list)
+    """Per run: scenario ('rng', 'console', 'ping') -> its figures."""
+
+    def summary(self) -> dict[str, Any]:
+        """Per scenario and figure: median over runs, and min/max as the spread."""
+        out: dict[str, Any] = {}
+        for run in self.runs:
+            for scenario, figures in run.items():
+                for key, value in figures.items():
+                    if key in ("mb_per_s", "rtt_median_us", "rtt_p99_us", "rtt_min_us"):
+                        out.setdefault(scenario, {}).setdefault(key, []).append(value)
+        for figures in out.values():
+            for key, values in figures.items():
+                figures[key] = {
+                    "median": statistics.median(values),
+                    "min": min(values),
+                    "max": max(values),
+                }
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict of the runs and the summary."""
+        return {
+            "scenario": "hvl",
+            "count": self.count,
+            "request_bytes": self.request_bytes,
+            "linux_side": self.linux_side,
+            "runs": self.runs,
+            "summary": self.summary(),
+        }
+
+    def to_text(self) -> str:
+        """A small table for people."""
+        s = self.summary()
+        rows = [["metric", "median", "min", "max"]]
+        names = [
+            ("rng", "mb_per_s", f"rng MB/s ({self.request_bytes}-byte requests)"),
+            ("console", "rtt_median_us", "console round trip median, µs"),
+            ("console", "rtt_p99_us", "console round trip p99, µs"),
+            ("ping", "rtt_median_us", "ping round trip median, µs"),
+            ("ping", "rtt_p99_us", "ping round trip p99, µs"),
+        ]
+        for scenario, key, label in names:
+            if key in s.get(scenario, {}):
+                v = s[scenario][key]
+                rows.append([label, *(f"{v[k]:,.1f}" for k in ("median", "min", "max"))])
+        head = (
+            f"hvl: {self.count} samples x {len(self.runs)} runs, measured by the remote; "
+            f"Linux side: {self.linux_side}"
+        )
+        return head + "\n" + table(rows, indent="  ", align="<>>>")
+
+
+def bench_hvl(
+    *,
+    count: int = 1000,
+    request_bytes: int = 4096,
+    runs: int = 3,
+    timeout: float = 30.0,
+    scenarios: tuple[str, ...] = ("rng", "console", "ping"),
+    prefer_tap: bool = True,
+) -> HvlBenchResult:
+    """Run the monitor here and the remote in a child, and let the remote measure.
+
+    rng: ``count`` requests of ``request_bytes`` each; console: ``count`` lines the
+    monitor echoes back; ping: ``count`` ICMP echoes to 192.168.200.254 (the kernel
+    behind a TAP in a namespace as root, else the Python stand-in host).
+    """
+    import json
+
+    from ..hvl.firmware import bench_line
+    from ..hvl.system import HvlSystem
+    from .hvl import linux_side
+
+    prefix = bench_line({}).split(" ", 1)[0] + " "
+    side = linux_side(prefer_tap=prefer_tap)
+    try:
+        result = HvlBenchResult(count, request_bytes, side.describe())
+        for _ in range(runs):
+            args = ["--bench", ",".join(scenarios), "--count", str(count)]
+            args += ["--bytes", str(request_bytes)]
+            with HvlSystem(
+                net=side.backend, remote_args=args, echo_console=True, timeout=timeout
+            ) as system:
+                status, out, err = system.wait_remote(timeout)
+            if status != 0:
+                raise OpenAMPTimeoutError(f"the benchmarking remote failed ({status}): {err}")
+            run = {}
+            for line in out.splitlines():
+                if line.startswith(prefix):
+                    figures = json.loads(line[len(prefix) :])
+                    run[figures["scenario"]] = figures
+            result.runs.append(run)
+    finally:
+        side.close()
+    return result

@@ -34,6 +34,7 @@ from elftools.elf.constants import SH_FLAGS
 from elftools.elf.elffile import ELFFile
 
 from .. import __version__
+from .._files import read_regular_file
 from ..errors import FirmwareImageError, ResourceTableError, UsageError
 from ..remoteproc.rsc_table import (
     FW_RSC_ADDR_ANY,
@@ -189,10 +190,7 @@ def load_table(path: str | Path) -> LoadedTable:
     A table that does not parse is not an error here: see :attr:`LoadedTable.error`.
     """
     name = str(path)
-    try:
-        raw = Path(path).read_bytes()
-    except OSError as exc:
-        raise UsageError(f"{name}: cannot read: {exc.strerror or exc}") from None
+    raw = read_regular_file(path, what="firmware image or resource table")
     if raw.startswith(_ELF_MAGIC):
         data, address, offset = _read_elf_section(name, raw)
         is_elf = True
@@ -690,13 +688,15 @@ def load_spec(path: str | Path) -> ResourceTable:
         raise UsageError(
             "reading a YAML spec needs PyYAML: pip install 'pyopenamp[yaml]'"
         ) from None
+    raw = read_regular_file(path, limit=1024 * 1024, what="YAML spec")
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        raise UsageError(f"{path}: cannot read: {reason}") from None
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{path}: cannot read: {exc}") from None
     try:
         spec = yaml.safe_load(text)
+    except RecursionError:
+        raise UsageError(f"{path}: nested too deeply to be a resource-table spec") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None)
@@ -711,6 +711,8 @@ def load_spec(path: str | Path) -> ResourceTable:
         return table_from_spec(spec)
     except UsageError as exc:
         raise UsageError(f"{path}: {exc}") from None
+    except RecursionError:
+        raise UsageError(f"{path}: nested too deeply to be a resource-table spec") from None
 
 
 # -- C output ----------------------------------------------------------------------------

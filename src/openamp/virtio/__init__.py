@@ -1,4 +1,5 @@
-"""Virtio split rings and the device control plane, for both roles.
+"""Virtio split rings, the device control plane and virtio-mmio over shared memory
+(hypervisorless), for both roles; the device types are in :mod:`openamp.virtio.devices`.
 
 Sans-IO: nothing here opens a file, a socket or sleeps.  Kicks go through an injected
 ``notify`` callable.
@@ -19,6 +20,11 @@ _EXPORTS = {
     "VRING_USED_F_NO_NOTIFY": ".ring",
     "VringLayout": ".ring",
     "vring_size": ".ring",
+    "HVL_CFG_ACK": ".mmio",
+    "MmioDevice": ".mmio",
+    "MmioDriver": ".mmio",
+    "MmioWindow": ".mmio",
+    "ShmAllocator": ".mmio",
     "VirtioTransport": ".transport",
     "VringInfo": ".transport",
     "Role": ".virtqueue",
@@ -29,6 +35,13 @@ __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = sorted(_EXPORTS)
 
 if TYPE_CHECKING:
+    from .mmio import (
+        HVL_CFG_ACK as HVL_CFG_ACK,
+        MmioDevice as MmioDevice,
+        MmioDriver as MmioDriver,
+        MmioWindow as MmioWindow,
+        ShmAllocator as ShmAllocator,
+    )
     from .ring import (
         VIRTIO_CONFIG_STATUS_DRIVER_OK as VIRTIO_CONFIG_STATUS_DRIVER_OK,
         VIRTIO_CONFIG_STATUS_NEEDS_RESET as VIRTIO_CONFIG_STATUS_NEEDS_RESET,

@@ -48,6 +48,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from enum import IntEnum
+from typing import NoReturn
 
 from ..errors import RingError, UsageError
 from ..metal.io import IoRegion
@@ -96,6 +97,7 @@ class Virtqueue:
         index: int = 0,
         name: str = "",
         event_idx: bool = False,
+        buffers: tuple[int, int] | None = None,
     ) -> None:
         if sys.byteorder != "little":
             raise UsageError("virtqueues in shared memory need a little-endian host")
@@ -121,6 +123,16 @@ class Virtqueue:
         self._m16 = ring_io.mem[base : base + layout.size].cast("H")
         self._buf_base = buf_io.phys_base
         self._buf_size = buf_io.size
+        # where the peer's buffers may lie, as offsets in buf_io (device: the pool)
+        if buffers is None:
+            buffers = (0, buf_io.size)
+        lo, size = buffers
+        if lo < 0 or size < 0 or lo + size > buf_io.size:
+            raise UsageError(
+                f"{self.name}: buffer window [{lo:#x}, +{size:#x}) is outside buf_io "
+                f"({buf_io.size:#x} bytes)"
+            )
+        self._win_lo, self._win_hi = lo, lo + size
         self._mask = layout.num - 1
         self._desc = layout.desc
         self._i_desc = (layout.desc - base) // 2
@@ -468,11 +480,8 @@ class Virtqueue:
             self._fail(f"avail.ring[{slot}] = {head} is outside the table of {self.num}")
         addr, length, _flags, _next = DESC.unpack_from(self._mem, self._desc + 16 * head)
         offset = addr - self._buf_base
-        if offset < 0 or offset + length > self._buf_size:
-            self._fail(
-                f"desc[{head}] = [{addr:#x}, +{length:#x}) lies outside the shared buffers "
-                f"[{self._buf_base:#x}, +{self._buf_size:#x})"
-            )
+        if offset < self._win_lo or offset + length > self._win_hi:
+            self._outside(head, addr, length)
         self._last_avail = (last + 1) & 0xFFFF
         self._desc_len[head] = length
         return head, offset, length
@@ -523,7 +532,8 @@ class Virtqueue:
         if count > self.num:
             self._fail(f"avail.idx jumped {count} entries past last_avail {last}")
         mem, unpack, desc, mask, num = self._mem, DESC.unpack_from, self._desc, self._mask, self.num
-        ring, base, size, lens = self._i_avail_ring, self._buf_base, self._buf_size, self._desc_len
+        ring, base, lens = self._i_avail_ring, self._buf_base, self._desc_len
+        lo, hi = self._win_lo, self._win_hi
         out: list[Buf] = []
         for _ in range(count):
             slot = last & mask
@@ -532,16 +542,20 @@ class Virtqueue:
                 self._fail(f"avail.ring[{slot}] = {head} is outside the table of {num}")
             addr, length, _flags, _next = unpack(mem, desc + 16 * head)
             offset = addr - base
-            if offset < 0 or offset + length > size:
-                self._fail(
-                    f"desc[{head}] = [{addr:#x}, +{length:#x}) lies outside the shared buffers "
-                    f"[{base:#x}, +{size:#x})"
-                )
+            if offset < lo or offset + length > hi:
+                self._outside(head, addr, length)
             lens[head] = length
             out.append((offset, length, head))
             last = (last + 1) & 0xFFFF
         self._last_avail = last
         return out
+
+    def _outside(self, head: int, addr: int, length: int) -> NoReturn:
+        lo = self._buf_base + self._win_lo
+        self._fail(
+            f"desc[{head}] = [{addr:#x}, +{length:#x}) lies outside the shared buffers "
+            f"[{lo:#x}, +{self._win_hi - self._win_lo:#x})"
+        )
 
     def put_used(self, bufs: list[Buf]) -> None:
         """Device: return several buffers and publish them at once.
@@ -673,7 +687,7 @@ class Virtqueue:
         if self.role is not role:
             raise UsageError(f"{self.name}: {what}() is a {role.name.lower()}-side operation")
 
-    def _fail(self, reason: str) -> None:
+    def _fail(self, reason: str) -> NoReturn:
         err = RingError(f"{self.name} ({self.role.name.lower()} side): {reason}")
         self.broken = err
         raise err

@@ -5,10 +5,13 @@
 # linux-source-6.1: defconfig plus virtio-uml (with PCI-over-virtio, which turns on the
 # DMA emulation RPMSG_VIRTIO needs), the rpmsg core, char, ctrl, ns and tty drivers,
 # hostfs for the root file system and the kernel's rpmsg client sample built in (its
-# Kconfig allows only a module; we lift that, see below).  The patches next to this
-# script are applied first; each explains itself in its header:
-#   virtio-uml-vring-work.patch   vring callbacks from a work item, as on boards
-#   uml-xstate-host-size.patch    boots on hosts with AMX (XSTATE larger than UML's)
+# Kconfig allows only a module; we lift that, see below), the remoteproc core with its
+# character device and debugfs, and our remote processor for UML.  The patches next to
+# this script are applied first; each explains itself in its header:
+#   virtio-uml-vring-work.patch      vring callbacks from a work item, as on boards
+#   uml-xstate-host-size.patch       boots on hosts with AMX (XSTATE larger than UML's)
+#   uml-rproc.patch                  a remoteproc whose processor is a host process
+#   rpmsg-virtio-learn-peer.patch    the fix the seed's STM32MP1 demo 3 needs on top
 #
 # Usage: build-kernel.sh [CACHE_DIR]   (default: ~/.cache/pyopenamp/uml)
 # Prints the path of the kernel binary on stdout, progress (one line per stage, with
@@ -55,31 +58,36 @@ cd "$src"
 # The client sample is "loadable modules only" (depends on m); we want it built in, so
 # UML needs no module tree. It builds fine as y; drop the restriction.
 sed -i 's/depends on RPMSG && m$/depends on RPMSG/' samples/Kconfig
-# Patched files are restored from the tarball first, so a cache patched by an older
-# version of a patch takes the new one; make then rebuilds only what they touch.
-patched=()
+# Patched files are restored from the tarball first (files a patch creates are
+# removed), so a cache patched by an older version of a patch takes the new one; make
+# then rebuilds only what they touch.
+patched=() created=()
 for p in "$here"/*.patch; do
-    while read -r f; do patched+=("linux-source-6.1/$f"); done \
-        < <(sed -n 's#^+++ b/\([^[:space:]]*\).*#\1#p' "$p")
+    while read -r old new; do
+        if [[ $old == /dev/null ]]; then created+=("$new"); else patched+=("linux-source-6.1/$new"); fi
+    done < <(awk '/^--- /{old=$2} /^\+\+\+ b\//{sub(/^b\//, "", $2); print old, $2}' "$p")
 done
 if [[ -f "$src/.pyopenamp-patched" ]]; then
     progress "restoring the ${#patched[@]} patched files from the tarball"
     tar -xf /usr/src/linux-source-6.1.tar.xz -C "$src" --strip-components=1 "${patched[@]}"
 fi
+for f in "${created[@]}"; do rm -f "$src/$f"; done
 for p in "$here"/*.patch; do
     progress "applying $(basename "$p")"
     patch -p1 --forward < "$p"
 done
 touch "$src/.pyopenamp-patched"
-progress "configuring (defconfig + virtio-uml, rpmsg, hostfs)"
+progress "configuring (defconfig + virtio-uml, rpmsg, remoteproc, hostfs)"
 make ARCH=um defconfig
 ./scripts/config \
     -e VIRTIO_UML -e UML_PCI_OVER_VIRTIO --set-val UML_PCI_OVER_VIRTIO_DEVICE_ID 1234 \
     -e RPMSG -e RPMSG_VIRTIO -e RPMSG_CHAR -e RPMSG_CTRL -e RPMSG_NS -e RPMSG_TTY \
     -e HOSTFS -e DEVTMPFS -e DEVTMPFS_MOUNT \
-    -e SAMPLES -e SAMPLE_RPMSG_CLIENT
+    -e SAMPLES -e SAMPLE_RPMSG_CLIENT \
+    -e REMOTEPROC -e REMOTEPROC_CDEV -e UML_RPROC -e DEBUG_FS
 make ARCH=um olddefconfig
-for opt in VIRTIO_UML RPMSG_VIRTIO RPMSG_CHAR RPMSG_CTRL RPMSG_TTY HOSTFS SAMPLE_RPMSG_CLIENT; do
+for opt in VIRTIO_UML RPMSG_VIRTIO RPMSG_CHAR RPMSG_CTRL RPMSG_TTY HOSTFS SAMPLE_RPMSG_CLIENT \
+    REMOTEPROC REMOTEPROC_CDEV UML_RPROC DEBUG_FS DEV_COREDUMP; do
     grep -q "^CONFIG_$opt=y" .config || { echo "CONFIG_$opt did not stick" >&2; exit 1; }
 done
 
