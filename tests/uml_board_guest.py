@@ -98,6 +98,19 @@ def read_until(tty: L.TtyStream, want: bytes, timeout: float = 5.0) -> bytes:
     return got
 
 
+def write_when_bound(tty: L.TtyStream, data: bytes, timeout: float = 5.0) -> None:
+    """Write once the channel knows the remote's address (EINVAL until then)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            tty.write(data)
+            return
+        except L.RequestRejectedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 def wait_path(path: str, present: bool, timeout: float = 5.0) -> bool:
     deadline = time.monotonic() + timeout
     while os.path.exists(path) != present and time.monotonic() < deadline:
@@ -126,7 +139,10 @@ def scenario_multi(result: dict[str, Any], workdir: Path) -> None:
             ctrl.create_channel("rpmsg-tty", 257, L.RPMSG_ADDR_ANY)
             steps["tty1_made"] = wait_path("/dev/ttyRPMSG1", True)
             with L.open_tty("/dev/ttyRPMSG1") as tty1:
-                tty1.write(b"hello dev1\n")
+                # The channel learns the remote's address from its first message
+                # ("bound"); a write before that is refused with EINVAL, as on a board.
+                # "bound" itself reaches the tty only if it was open when it came.
+                write_when_bound(tty1, b"hello dev1\n")
                 steps["tty1"] = read_until(tty1, b"hello dev1\n\0").hex()
             tty0.write(b"hello dev0\n")
             steps["tty0_again"] = read_until(tty0, b"hello dev0\n\0").hex()
