@@ -280,6 +280,17 @@ def test_your_own_firmware_boots_by_file_path_from_another_folder(firmware_dir: 
     assert "firmware: hello from my firmware" in r.stdout
 
 
+def test_your_own_firmware_boots_as_a_module_of_a_package(firmware_dir: Path) -> None:
+    package = firmware_dir / "fwpkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "upper.py").write_text(FIRMWARE.replace("import helper", "from .. import helper"))
+    (firmware_dir / "__init__.py").write_text("")  # so that `..` reaches helper
+    r = openamp("rproc", "run", "python:fw.fwpkg.upper", "--for", "1", cwd=firmware_dir.parent)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "firmware: hello from my firmware" in r.stdout
+
+
 def test_the_console_script_finds_the_firmware_in_the_current_folder(firmware_dir: Path) -> None:
     # the installed `openamp` script has no current directory on its sys.path
     code = "import sys\nfrom openamp.cli import main\nsys.exit(main())"

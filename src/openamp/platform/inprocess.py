@@ -234,6 +234,8 @@ class InProcessFirmware:
         started = threading.Event()
         self.ctx: FirmwareContext | None = None
 
+        setup_failed: list[BaseException] = []
+
         def run() -> None:
             try:
                 device = RpmsgVirtioDevice(
@@ -249,6 +251,7 @@ class InProcessFirmware:
                 self.ctx.trace(f"{name}: booted in-process")
             except BaseException as exc:
                 self._failed(exc)
+                setup_failed.append(exc)
                 started.set()
                 return
             started.set()
@@ -268,13 +271,9 @@ class InProcessFirmware:
         if not started.wait(timeout):
             self.stop()
             raise OpenAMPTimeoutError(f"firmware {name} did not come up within {timeout} s")
-        failure = self._failure()  # set by the thread (a plain read would look None)
-        if failure is not None:
+        if setup_failed:  # the link did not come up (main's own errors are in .error)
             self.stop()
-            raise failure
-
-    def _failure(self) -> BaseException | None:
-        return self.error
+            raise setup_failed[0]
 
     def _failed(self, exc: BaseException) -> None:
         self.error = exc
