@@ -121,6 +121,13 @@ def test_every_help_lists_the_options_that_go_anywhere() -> None:
 # -- --json on every command that reports -------------------------------------------------
 
 
+def test_demo_count_means_the_same_for_every_demo() -> None:
+    # the sample's remote is told the count too, so it destroys its endpoint on time
+    r = openamp("demo", "sample", "echo", "--count", "20")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "20 of 20 messages echoed, 0 errors; the remote destroyed its endpoint" in r.stdout
+
+
 def test_demo_json_reports_each_demo() -> None:
     r = openamp("demo", "echo", "matrix", "--count", "5", "--json")
     assert r.returncode == 0, r.stderr

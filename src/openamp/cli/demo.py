@@ -76,7 +76,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 EPILOG = """\
 examples:
   openamp demo
-  openamp demo echo matrix --count 20
+  openamp demo echo sample --count 20
   openamp demo matrix --json
 
 exit status: 0 when every demo passed, 1 otherwise, 2 for a usage error (an unknown

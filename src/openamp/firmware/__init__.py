@@ -221,12 +221,17 @@ class PythonFirmware:
 
     entry = 0
 
-    def __init__(self, spec: str) -> None:
+    def __init__(self, spec: str, options: dict[str, str] | None = None) -> None:
         check_spec(spec)
         # a file is named by its absolute path: the firmware process may start elsewhere
         self.spec = os.path.abspath(spec) if is_file_spec(spec) else spec
         self.module = load_module(self.spec)
         self.name = f"python:{spec}"
+        self.options = dict(options or {})
+        """The firmware's options (``ctx.options`` in the firmware), e.g. ``{"count": "20"}``."""
+        for key, value in self.options.items():
+            if not key or any(c in key + value for c in ",=\n"):
+                raise UsageError(f"firmware option {key!r}={value!r}: no ',', '=' or newline")
 
     def rsc_table(self) -> tuple[bytes, int]:
         """The module's ``RESOURCE_TABLE`` at ``RSC_DA``, or the default table."""
@@ -242,8 +247,11 @@ class PythonFirmware:
 
     def environment(self) -> dict[str, str]:
         """What the firmware process adds to its environment: this process's
-        ``sys.path`` (:func:`search_path`) and unbuffered output."""
-        return {"PYTHONPATH": os.pathsep.join(search_path()), "PYTHONUNBUFFERED": "1"}
+        ``sys.path`` (:func:`search_path`), unbuffered output, and the options."""
+        env = {"PYTHONPATH": os.pathsep.join(search_path()), "PYTHONUNBUFFERED": "1"}
+        if self.options:
+            env["OPENAMP_FIRMWARE_OPTIONS"] = ",".join(f"{k}={v}" for k, v in self.options.items())
+        return env
 
 
 __all__ = [

@@ -503,16 +503,21 @@ class ProcessMachine:
         self.rproc = ProcessRemoteProc(self.ops, name=self.name)
 
     def remoteproc(
-        self, firmware: Firmware | str | bytes | Any, *, recovery: bool = False
+        self,
+        firmware: Firmware | str | bytes | Any,
+        *,
+        recovery: bool = False,
+        options: dict[str, str] | None = None,
     ) -> ProcessRemoteProc:
         """Configure and load ``firmware``: a built-in Python firmware (``"echo"``),
         ``"python:SPEC"`` (a module path or a ``.py`` file, see :mod:`openamp.firmware`),
-        a :class:`Firmware`, or an ELF file path / bytes."""
+        a :class:`Firmware`, or an ELF file path / bytes.  ``options``: a Python
+        firmware's ``ctx.options`` (``key=value`` strings)."""
         from ..firmware import BUILTIN, PythonFirmware
 
         rproc = self.rproc
         if isinstance(firmware, str) and (firmware in BUILTIN or firmware.startswith("python:")):
-            firmware = PythonFirmware(firmware.removeprefix("python:"))
+            firmware = PythonFirmware(firmware.removeprefix("python:"), options)
         elif isinstance(firmware, (str, os.PathLike)) and not os.path.exists(firmware):
             raise UsageError(
                 f"no firmware {os.fspath(firmware)!r}: no such file, and not a built-in Python "
@@ -525,6 +530,8 @@ class ProcessMachine:
             )
         elif not isinstance(firmware, Firmware):
             firmware = ElfFirmware.open(firmware)
+        if options and not isinstance(firmware, PythonFirmware):
+            raise UsageError("options are for a Python firmware (its ctx.options)")
         rproc.recovery = recovery
         if rproc.state.name == "OFFLINE":
             rproc.config()
