@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import glob
+import importlib.metadata
 import os
 import re
 import signal
@@ -20,6 +21,14 @@ from openamp.metal.shm import unique_name
 from openamp.platform import EVENT_PATH, SHM_NAME
 
 OURS = ["/dev/shm/openamp-*", "/tmp/openamp-*"]
+
+# Our own pytest plugin, as users get it: through its pytest11 entry point once
+# pyopenamp is installed from this tree; loaded here by name until then (loading it
+# both ways would register it twice).
+if not any(
+    ep.value == "openamp.pytest_plugin" for ep in importlib.metadata.entry_points(group="pytest11")
+):
+    pytest_plugins = ["openamp.pytest_plugin"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

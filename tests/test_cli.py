@@ -48,7 +48,7 @@ def test_demo_runs_one_demo_by_name() -> None:
 
 def test_demo_rejects_an_unknown_name() -> None:
     r = openamp("demo", "nosuch")
-    assert r.returncode == 1 and "no demo nosuch" in r.stderr
+    assert r.returncode == 2 and "no demo nosuch" in r.stderr
 
 
 def test_ping_exits_non_zero_when_echoes_are_missing(children, vm_name) -> None:
@@ -64,7 +64,7 @@ def test_ping_exits_non_zero_when_echoes_are_missing(children, vm_name) -> None:
 
 def test_virtual_machine_without_a_name_is_a_clear_error() -> None:
     r = openamp("ping", "--machine", "virtual")
-    assert r.returncode == 1
+    assert r.returncode == 2
     assert "--machine virtual needs --name NAME" in r.stderr
 
 
@@ -94,16 +94,14 @@ def test_bench_throughput_batch_size_is_an_option() -> None:
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["runs"][0]["messages"] == 500
     r = openamp("bench", "throughput", "--batch", "0")
-    assert r.returncode == 1 and "--batch must be at least 1" in r.stderr
+    assert r.returncode == 2 and "--batch: must be at least 1" in r.stderr
 
 
 def test_openamp_matrix_host_against_the_matrix_remote(children, vm_name) -> None:
     remote = children.openamp(
         "matrix", "--role", "device", "--machine", "virtual", "--name", vm_name
     )
-    r = openamp(
-        "matrix", "--machine", "virtual", "--name", vm_name, "--rounds", "20", "--seed", "7"
-    )
+    r = openamp("matrix", "--machine", "virtual", "--name", vm_name, "--count", "20", "--seed", "7")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "seed 7" in r.stdout
     rc, out, err = children.result(remote)
@@ -138,5 +136,5 @@ def test_bench_idle_reports_cpu_of_both_sides() -> None:
 
 def test_rproc_run_names_a_missing_firmware_without_a_traceback() -> None:
     r = openamp("rproc", "run", "no/such/firmware.elf")
-    assert r.returncode == 1
+    assert r.returncode == 2
     assert "no such file" in r.stderr and "Traceback" not in r.stderr

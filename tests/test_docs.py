@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -29,6 +30,50 @@ def test_documentation_example_runs(doc: str, line: int, code: str) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT
     )
     assert r.returncode == 0, f"{doc}:{line} failed:\n{r.stdout}\n{r.stderr}"
+
+
+def file_blocks() -> list[tuple[str, str, str]]:
+    """The ```python file=NAME blocks (files of an example project; tested by the page's
+    own test, not run one by one): (doc, NAME, code)."""
+    blocks = []
+    for doc in DOCS:
+        for m in re.finditer(r"```python file=(\S+)\n(.*?)```", doc.read_text(), re.S):
+            blocks.append((doc.name, m.group(1), m.group(2)))
+    return blocks
+
+
+def test_every_documented_example_passes_mypy_strict(tmp_path: Path) -> None:
+    # The examples are what users copy: the API must type-check as they use it.
+    files = []
+    for doc, line, code in python_blocks():
+        stem = re.sub(r"\W", "_", doc.removesuffix(".md")).lower()
+        path = tmp_path / f"example_{stem}_line{line}.py"
+        path.write_text(code)
+        files.append(str(path))
+    project = tmp_path / "project"  # the files of example projects, under their names
+    project.mkdir()
+    for _doc, name, code in file_blocks():
+        (project / name).write_text(code)
+        files.append(str(project / name))
+    src = str(ROOT / "src")
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--no-incremental",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            *files,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+        env={**os.environ, "MYPYPATH": f"{src}:{project}"},
+    )
+    assert r.returncode == 0, r.stdout.replace(str(tmp_path) + "/", "") + r.stderr
 
 
 def test_readme_starts_with_the_two_commands() -> None:

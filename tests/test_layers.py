@@ -256,3 +256,71 @@ def test_every_lazy_export_resolves(init: Path) -> None:
     package = ".".join(init.parent.relative_to(SRC).parts)
     code = f"import {package} as p\nfor n in p.__all__: getattr(p, n)"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- a board without pyelftools ---------------------------------------------------------
+
+HIDE_ELFTOOLS = """\
+import sys
+
+class HideElftools:
+    # As if pyelftools were not installed: every import of it fails.
+    def find_spec(self, name, path=None, target=None):
+        if name == "elftools" or name.startswith("elftools."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, HideElftools())
+"""
+
+
+def run_without_pyelftools(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", HIDE_ELFTOOLS + code], capture_output=True, text=True, timeout=60
+    )
+
+
+def test_the_hook_really_hides_pyelftools() -> None:
+    r = run_without_pyelftools("import elftools.elf.elffile")
+    assert r.returncode == 1 and "No module named 'elftools" in r.stderr
+
+
+def test_board_commands_work_without_pyelftools_installed(tmp_path: Path) -> None:
+    from test_linux_remoteproc import Board
+
+    board = Board(tmp_path)
+    board.add_remoteproc(0, name="m4", firmware="rproc-m4-fw")
+    (board.firmware / "rproc-m4-fw").write_bytes(b"\x7fELF" + bytes(60))
+    board.add_virtio(0)
+    roots = board.cli_roots()
+    code = (
+        "import json, contextlib, io\n"
+        "from openamp.cli import main\n"
+        "for argv in ARGVS:\n"
+        "    out = io.StringIO()\n"
+        "    with contextlib.redirect_stdout(out):\n"
+        "        assert main(argv) == 0, argv\n"
+        "    print(out.getvalue())\n"
+        "assert not [m for m in sys.modules if m.startswith('elftools')]\n"
+    )
+    argvs = [
+        ["rproc", "ls", "--json", *roots],
+        ["rproc", "firmware", "0", "rproc-m4-fw", "--firmware-path", str(board.firmware), *roots],
+        ["rpmsg", "ls", *roots],
+    ]
+    r = run_without_pyelftools(f"ARGVS = {argvs!r}\n{code}")
+    assert r.returncode == 0, r.stderr
+    assert '"name": "m4"' in r.stdout
+    assert "remoteproc0: firmware rproc-m4-fw" in r.stdout
+    assert "control devices" in r.stdout
+
+
+def test_board_commands_do_not_load_asyncio(tmp_path: Path) -> None:
+    # asyncio (with ssl) costs a board command about 30 ms and 5 MB; only awaiting loads it
+    code = (
+        "import contextlib, io\n"
+        "from openamp.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    main(['rpmsg', 'ls', '--sysfs', {str(tmp_path)!r}])"
+    )
+    assert "asyncio" not in loaded_after(code)

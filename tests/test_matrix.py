@@ -439,7 +439,9 @@ def test_the_help_explains_both_roles_with_examples() -> None:
     sub = parser.add_subparsers()
     add_matrix_parser(sub)
     text = sub.choices["matrix"].format_help()
-    for word in ("--rounds", "--seed", "--role", "--machine", "matrix_multiplyd", "examples:"):
+    for word in ("--count", "--seed", "--role", "--machine", "matrix_multiplyd", "examples:"):
         assert word in text
     defaults = parser.parse_args(["matrix"])
-    assert (defaults.role, defaults.rounds, defaults.seed) == ("driver", 200, None)
+    assert (defaults.role, defaults.count, defaults.seed) == ("driver", 200, None)
+    # --rounds, the old spelling, still means --count
+    assert parser.parse_args(["matrix", "--rounds", "7"]).count == 7

@@ -142,7 +142,7 @@ def test_a_linux_generic_program_without_a_table_is_attached_as_client(
     exe = tmp_path / "generic_echo"
     subprocess.run(["gcc", "-O1", "-o", str(exe), str(src)], check=True)
     rproc = machine.remoteproc(str(exe))
-    assert rproc.table is None  # nothing to read before it runs
+    assert not rproc.has_table  # nothing to read before it runs
     rproc.start()
     assert rproc.state is S.RUNNING
     assert rproc.table.vdevs()[0].vrings[0].da == 0x4000  # the table it wrote itself

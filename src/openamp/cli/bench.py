@@ -8,13 +8,17 @@ from ..errors import UsageError
 from ..tools.output import json_text
 from .commands import help_for
 from .common import add_wait_option, spawn_remote
+from .values import buffer_size, count, limit, positive_seconds, seconds
 
 EPILOG_BENCH = """\
 examples:
   openamp bench rtt --size 17
   openamp bench throughput --size 496 --count 200000 --json
-  openamp bench rtt --peer "./rpmsg-echo 0"      # the C remote on the linux-generic machine
+  openamp bench idle --idle-seconds 0.5 --runs 1
   openamp bench hvl --count 2000                 # hypervisorless virtio: rng, console, ping
+
+--peer COMMAND runs another remote on the linux-generic machine, e.g. the C rpmsg-echo:
+openamp bench rtt --peer "./rpmsg-echo 0"
 """
 
 
@@ -36,9 +40,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "hypervisorless virtio (rng MB/s with --size-byte requests, console and ping "
         "round trips)",
     )
-    p.add_argument("--size", type=int, default=17, metavar="BYTES", help="payload (%(default)s)")
-    p.add_argument("--count", type=int, default=None, help="messages per run")
-    p.add_argument("--runs", type=int, default=3, help="runs (%(default)s); median and spread")
+    p.add_argument("--size", type=limit, default=17, metavar="BYTES", help="payload (%(default)s)")
+    p.add_argument("--count", type=count, default=None, metavar="N", help="messages per run")
+    p.add_argument(
+        "--runs", type=count, default=3, metavar="N", help="runs (%(default)s); median and spread"
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument(
         "--peer",
@@ -47,22 +53,28 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "as socket server on the linux-generic machine, like the C rpmsg-echo)",
     )
     add_wait_option(p)
-    p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
+    p.add_argument("--timeout", type=seconds, default=10.0, metavar="SECONDS")
     p.add_argument(
         "--buffer-size",
-        type=int,
+        type=buffer_size,
         default=None,
         metavar="BYTES",
         help="rpmsg buffer size per direction (default 512; bulk: 65536)",
     )
     p.add_argument(
         "--batch",
-        type=int,
+        type=count,
         default=64,
         metavar="N",
         help="throughput, bulk: messages per send_many() call, one kick each (%(default)s)",
     )
-    p.add_argument("--idle-seconds", type=float, default=2.0, help="idle: window (%(default)s)")
+    p.add_argument(
+        "--idle-seconds",
+        type=positive_seconds,
+        default=2.0,
+        metavar="SECONDS",
+        help="idle: window (%(default)s)",
+    )
     p.set_defaults(func=cmd_bench)
 
 
@@ -71,12 +83,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from ..services.echo import ECHO_SERVICE
     from ..tools.bench import BenchResult, bench_bulk, bench_idle, bench_rtt, bench_throughput
 
-    if args.runs < 1:
-        raise UsageError("--runs must be at least 1")
     if args.scenario == "hvl":
         return _bench_hvl(args)
-    if args.batch < 1:
-        raise UsageError("--batch must be at least 1")
     scenario = args.scenario
     bulk = scenario == "bulk"
     buffer_size = args.buffer_size or (65536 if bulk and not args.peer else 512)

@@ -33,6 +33,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "echo_test": ("echo_test", "the Linux echo_test of the OpenAMP demos, on a board"),
     "mat_mul_demo": ("mat_mul_demo", "the Linux mat_mul_demo of the OpenAMP demos, on a board"),
     "proxy_app": ("proxy_app", "the Linux proxy_app of the OpenAMP demos, on a board"),
+    "send": ("send", "send messages to a service of a firmware `rproc run --name` keeps up"),
+    "listen": ("listen", "print what a firmware `rproc run --name` keeps up sends on a service"),
+    "console": (
+        "console",
+        "follow the console and trace of a firmware `rproc run --name` keeps up",
+    ),
 }
 
 

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import UsageError
 from ..metal.shm import SHM_DIR, unique_name
 from ..metal.wait import wait_strategy_names
+from .values import buffer_size, seconds
 
 if TYPE_CHECKING:
     from ..platform.layout import MachineLayout
@@ -32,17 +33,51 @@ if TYPE_CHECKING:
 def _linux_generic(args: argparse.Namespace, kw: dict[str, Any]) -> SharedMemoryMachine:
     from ..platform.linux_generic import LinuxGenericMachine
 
-    if args.name:
-        raise UsageError("--name only applies to --machine virtual")
+    check_machine(args)
     return LinuxGenericMachine(**kw)
 
 
 def _virtual(args: argparse.Namespace, kw: dict[str, Any]) -> SharedMemoryMachine:
     from ..platform.virtual import VirtualMachine
 
-    if not args.name:
-        raise UsageError("--machine virtual needs --name NAME (the same on both sides)")
+    check_machine(args)
     return VirtualMachine(name=args.name, **kw)
+
+
+def check_machine(args: argparse.Namespace) -> None:
+    """The machine options together: ``--name`` goes with ``--machine virtual`` only."""
+    if args.machine == "virtual" and not args.name:
+        raise UsageError("--machine virtual needs --name NAME (the same on both sides)")
+    if args.machine != "virtual" and args.name:
+        raise UsageError("--name only applies to --machine virtual")
+    if args.name and ("/" in args.name or args.name.startswith(".")):
+        raise UsageError(f"--name {args.name!r}: a machine name has no '/' and no leading '.'")
+
+
+def add_json_option(p: argparse.ArgumentParser) -> None:
+    """``--json``: the result as one JSON document on stdout (status lines to stderr)."""
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print the result as JSON on stdout; status lines go to stderr",
+    )
+
+
+def status_printer(args: argparse.Namespace) -> Callable[[str], None]:
+    """Where a command's status lines go: nowhere with ``-q``, stderr with ``--json``
+    (stdout is the JSON document), else stdout."""
+    if getattr(args, "quiet", False):
+        return lambda _line: None
+    if getattr(args, "json", False):
+        return lambda line: print(line, file=sys.stderr, flush=True)
+    return print_status
+
+
+def print_json(value: object) -> None:
+    """Print ``value`` as the command's JSON document."""
+    from ..tools.output import json_text
+
+    print(json_text(value), flush=True)
 
 
 MACHINES: dict[str, Callable[[argparse.Namespace, dict[str, Any]], SharedMemoryMachine]] = {
@@ -89,7 +124,7 @@ def add_machine_options(p: argparse.ArgumentParser, *, role: str) -> None:
     )
     g.add_argument(
         "--timeout",
-        type=float,
+        type=seconds,
         default=10.0,
         metavar="SECONDS",
         help="how long to wait for the peer to connect, bind and answer (default: %(default)s)",
@@ -103,7 +138,7 @@ def add_machine_options(p: argparse.ArgumentParser, *, role: str) -> None:
     )
     g.add_argument(
         "--buffer-size",
-        type=int,
+        type=buffer_size,
         default=512,
         metavar="BYTES",
         help="driver role: rpmsg buffer size per direction, header included; "
@@ -115,6 +150,7 @@ def add_machine_options(p: argparse.ArgumentParser, *, role: str) -> None:
         help="the machine's memory map from a file (`openamp sdt generate` writes one per "
         "remote core, at the device tree's physical addresses) instead of the C layout",
     )
+    p.set_defaults(_validate=check_machine)
 
 
 def layout_for(buffer_size: int) -> MachineLayout:
@@ -150,12 +186,14 @@ def print_status(line: str) -> None:
 
 @contextlib.contextmanager
 def connected(
-    args: argparse.Namespace, label: str, say: Callable[[str], None] = print_status
+    args: argparse.Namespace, label: str, say: Callable[[str], None] | None = None
 ) -> Iterator[RpmsgVirtioDevice]:
     """Start the machine the options describe and yield its rpmsg device; close it at the end.
 
-    ``say`` gets the status lines (where the machine is, that we wait for the peer).
+    ``say`` gets the status lines (where the machine is, that we wait for the peer);
+    default: :func:`status_printer`.
     """
+    say = say or status_printer(args)
     machine = machine_from_args(args)
     try:
         say(f"{label}: {args.role}, socket {machine.socket_role}, {describe_machine(machine)}")

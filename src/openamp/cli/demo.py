@@ -14,6 +14,8 @@ import importlib
 
 from ..errors import UsageError
 from .commands import help_for
+from .common import add_json_option, print_json
+from .values import count, seconds
 
 DEMO_NAMES = ("echo", "matrix", "proxy", "rpc", "sample")
 """The demos of ``openamp.tools.demos.DEMOS``, named here so that the parser loads no
@@ -40,6 +42,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         description="Run every demo (or the NAMEs given) on fresh virtual machines: the "
         "remote side is a Python firmware booted through RemoteProc as a separate process, "
         "the host side runs here. Ends with a table of results.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     families = "".join(f"; or a family: {f} ..." for f in FAMILIES)
     p.add_argument(
@@ -48,12 +52,45 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="NAME",
         help=f"demos to run ({', '.join(DEMO_NAMES)}){families}",
     )
-    p.add_argument("--count", type=int, default=None, help="messages/rounds (default: as in C)")
-    p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
+    p.add_argument(
+        "--count",
+        type=count,
+        default=None,
+        metavar="N",
+        help="messages (or rounds) each demo's host sends (default: as in C)",
+    )
+    p.add_argument(
+        "--timeout",
+        type=seconds,
+        default=10.0,
+        metavar="SECONDS",
+        help="how long to wait for each step (%(default)s)",
+    )
+    add_json_option(p)
     for family, (module, description) in FAMILIES.items():
         group = p.add_argument_group(f"openamp demo {family}: {description}")
         importlib.import_module(f".{module}", __package__).add_arguments(group)
-    p.set_defaults(func=cmd_demo)
+    p.set_defaults(func=cmd_demo, _validate=check_demo)
+
+
+EPILOG = """\
+examples:
+  openamp demo
+  openamp demo echo sample --count 20
+  openamp demo matrix --json
+
+exit status: 0 when every demo passed, 1 otherwise, 2 for a usage error (an unknown
+demo name, a bad --count).
+"""
+
+
+def check_demo(args: argparse.Namespace) -> None:
+    """Every NAME is a demo (or the first one a family), before any machine starts."""
+    if args.names and args.names[0] in FAMILIES:
+        return
+    unknown = [n for n in args.names if n not in DEMO_NAMES]
+    if unknown:
+        raise UsageError(f"no demo {', '.join(unknown)} (demos: {', '.join(DEMO_NAMES)})")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -64,10 +101,28 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ..tools.demos import DEMOS, DemoOptions, results_table
 
     names = args.names or list(DEMOS)
-    unknown = [n for n in names if n not in DEMOS]
-    if unknown:
-        raise UsageError(f"no demo {', '.join(unknown)} (demos: {', '.join(DEMOS)})")
     options = DemoOptions(timeout=args.timeout, count=args.count)
+    if args.json:
+        results = [DEMOS[name](options) for name in names]
+        print_json(
+            {
+                "demos": [
+                    {
+                        "name": r.name,
+                        "ok": r.ok,
+                        "summary": r.summary,
+                        "elapsed_s": round(r.elapsed, 3),
+                        "states": r.states,
+                        "trace": r.trace,
+                        "details": r.details,
+                    }
+                    for r in results
+                ],
+                "passed": sum(r.ok for r in results),
+                "ok": all(r.ok for r in results),
+            }
+        )
+        return 0 if all(r.ok for r in results) else 1
     print(
         "pyopenamp demo: OpenAMP demos on a simulated machine; each remote is a Python "
         "firmware booted through RemoteProc as a separate process"

@@ -5,13 +5,19 @@ from __future__ import annotations
 import argparse
 
 from .commands import help_for
-from .common import add_machine_options, connected, print_status
+from .common import add_json_option, add_machine_options, connected, print_json, status_printer
+from .values import limit
 
 EPILOG_ECHO = """\
 examples:
-  openamp echo                                   # pairs with the C msg-test-rpmsg-ping
-  openamp echo --machine virtual --name vm1      # and in another shell:
+  openamp echo --machine virtual --name vm1 &    # and in another shell:
   openamp ping --machine virtual --name vm1
+
+  openamp echo --machine virtual --name vm2 --count 5 --json &
+  openamp ping --machine virtual --name vm2 --count 5 -q
+
+Without --machine it uses the C names (/dev/shm/openamp.shm, /tmp/openamp.event.0)
+and pairs with the C msg-test-rpmsg-ping.
 """
 
 
@@ -27,15 +33,17 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_machine_options(p, role="device")
-    p.add_argument("--count", type=int, default=0, help="stop after N echoes (0: no limit)")
+    p.add_argument(
+        "--count", type=limit, default=0, metavar="N", help="stop after N echoes (0: no limit)"
+    )
     p.add_argument(
         "--size",
-        type=int,
+        type=limit,
         default=0,
         metavar="BYTES",
         help="largest payload to echo; longer ones are reported and not echoed (0: any)",
     )
-    p.add_argument("--quiet", action="store_true", help="print only the final line")
+    add_json_option(p)
     p.add_argument(
         "--sink",
         action="store_true",
@@ -48,8 +56,7 @@ def cmd_echo(args: argparse.Namespace) -> int:
     """``openamp echo``."""
     from ..services.echo import ECHO_SERVICE, EchoService, SinkService
 
-    quiet = args.quiet
-    say = (lambda _line: None) if quiet else print_status
+    say = status_printer(args)
     with connected(args, "echo", say) as rpmsg:
         service: EchoService | SinkService
         if args.sink:
@@ -58,6 +65,16 @@ def cmd_echo(args: argparse.Namespace) -> int:
             service = EchoService(rpmsg, count=args.count, max_size=args.size)
         say(f"echo: serving {ECHO_SERVICE!r} at {service.endpoint.addr:#x}")
         stats = service.run()
+    if args.json:
+        print_json(
+            {
+                "messages": stats.messages,
+                "bytes": stats.bytes,
+                "rejected": stats.rejected,
+                "stop_reason": stats.stop_reason,
+            }
+        )
+        return 0
     rejected = f", {stats.rejected} too long" if stats.rejected else ""
     print(
         f"echo: {stats.messages} messages ({stats.bytes} bytes) echoed{rejected}; stopped: "

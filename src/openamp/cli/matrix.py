@@ -11,15 +11,21 @@ import statistics
 
 from ..services.matrix import MATRIX_ROUNDS, MATRIX_SERVICE, MatrixService, run_matrix
 from .commands import help_for
-from .common import add_machine_options, connected
+from .common import add_json_option, add_machine_options, connected, print_json, status_printer
+from .values import count, integer
 
 EPILOG = """\
 examples:
-  openamp matrix                                 # host, against the C matrix_multiplyd
-  openamp matrix --role device                   # remote, for the C matrix_multiply
   openamp matrix --role device --machine virtual --name lab1 &
-  openamp matrix --machine virtual --name lab1 --rounds 1000 --seed 42
-exit status: host: 0 when every product was right, 1 otherwise; remote: 0.
+  openamp matrix --machine virtual --name lab1 --count 1000 --seed 42
+
+  openamp matrix --role device --machine virtual --name lab2 --json &
+  openamp matrix --machine virtual --name lab2 --count 5 --show
+
+Without --machine: the host pairs with the C matrix_multiplyd, the remote (--role
+device) with the C matrix_multiply.  --count is the number of requests (rounds).
+exit status: host: 0 when every product was right, 1 otherwise; remote: 0; 2 for a
+usage error.
 """
 
 
@@ -40,10 +46,19 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     )
     add_machine_options(p, role="driver")
     p.add_argument(
-        "--rounds", type=int, default=MATRIX_ROUNDS, help="host: rounds (%(default)s, as in C)"
+        "--count",
+        "--rounds",
+        dest="count",
+        type=count,
+        default=MATRIX_ROUNDS,
+        metavar="N",
+        help="host: requests to send, one round each (%(default)s, as in C)",
     )
     p.add_argument(
-        "--seed", type=int, default=None, help="host: seed of the random matrices (default: new)"
+        "--seed",
+        type=integer,
+        default=None,
+        help="host: seed of the random matrices (default: new)",
     )
     p.add_argument(
         "--shutdown",
@@ -51,6 +66,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="host: send the shutdown message at the end, as Linux's mat_mul_demo does",
     )
     p.add_argument("--show", action="store_true", help="host: print the last round's matrices")
+    add_json_option(p)
     p.set_defaults(func=cmd_matrix)
 
 
@@ -61,10 +77,20 @@ def cmd_matrix(args: argparse.Namespace) -> int:
 
 def serve_matrix(args: argparse.Namespace) -> int:
     """The remote: answer requests until stopped."""
+    say = status_printer(args)
     with connected(args, "matrix") as rpmsg:
         service = MatrixService(rpmsg)
-        print(f"matrix: serving {MATRIX_SERVICE!r} at {service.endpoint.addr:#x}", flush=True)
+        say(f"matrix: serving {MATRIX_SERVICE!r} at {service.endpoint.addr:#x}")
         stats = service.run()
+    if args.json:
+        print_json(
+            {
+                "requests": stats.requests,
+                "rejected": stats.rejected,
+                "stop_reason": stats.stop_reason,
+            }
+        )
+        return 0
     rejected = f", {stats.rejected} malformed not answered" if stats.rejected else ""
     print(
         f"matrix: {stats.requests} requests answered{rejected}; stopped: {stats.stop_reason}",
@@ -77,8 +103,23 @@ def host_matrix(args: argparse.Namespace) -> int:
     """The host: run the rounds, report, 1 on any error."""
     with connected(args, "matrix") as rpmsg:
         result = run_matrix(
-            rpmsg, rounds=args.rounds, seed=args.seed, timeout=args.timeout, shutdown=args.shutdown
+            rpmsg, rounds=args.count, seed=args.seed, timeout=args.timeout, shutdown=args.shutdown
         )
+    rtt = statistics.median(result.rtts) * 1e6 if result.rtts else 0.0
+    if args.json:
+        print_json(
+            {
+                "sent": result.sent,
+                "received": result.received,
+                "errors": result.errors,
+                "seed": result.seed,
+                "elapsed_s": round(result.elapsed, 6),
+                "rtt_median_us": round(rtt, 1),
+                "problems": result.problems,
+                "ok": result.ok,
+            }
+        )
+        return 0 if result.ok else 1
     if args.show and result.last is not None:
         for title, m in zip(("a", "b", "a x b (received)"), result.last):
             print(f"matrix: {title}")
@@ -86,7 +127,6 @@ def host_matrix(args: argparse.Namespace) -> int:
                 print(f"  {line}")
     for line in result.problems:
         print(f"matrix: {line}")
-    rtt = statistics.median(result.rtts) * 1e6 if result.rtts else 0.0
     print(
         f"matrix: {result.sent} sent, {result.received} answered, {result.errors} errors "
         f"(seed {result.seed}, {result.elapsed:.3f} s, median round trip {rtt:.1f} µs)"

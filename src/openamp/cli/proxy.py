@@ -12,23 +12,29 @@ import argparse
 import os
 import sys
 
+from ..errors import UsageError
 from ..services.proxy import PROXY_SERVICE, ProxyServer, run_proxy_demo
 from .commands import help_for
-from .common import add_machine_options, connected
+from .common import add_json_option, add_machine_options, check_machine, connected, print_json
 
 EPILOG = """\
 examples:
-  openamp proxy --root /tmp/share                 # the host for the C rpc_demo (start it first)
-  openamp proxy --role device                     # the demo remote, for the C rpc_demod
-
   openamp proxy --role device --machine virtual --name lab1 &
-  openamp proxy --machine virtual --name lab1 --root /tmp/share
+  openamp proxy --machine virtual --name lab1 --root .
+
+  openamp proxy --role device --machine virtual --name lab2 -q &
+  openamp proxy --machine virtual --name lab2 --root . --json
+
+Without --machine the host (--root DIR) serves the C rpc_demo, and the demo remote
+(--role device) talks to the C rpc_demod.
 
 The host serves open/read/write/close for files under --root (the remote cannot leave
 it: absolute paths, '..' and symbolic links out of it are refused), passes fd 1 and 2 to
 its stdout and stderr and its stdin to fd 0, and stops when the remote sends the
-terminate request or destroys its endpoint.  Exit status: host 0 when the remote ended
-the session, 1 otherwise; remote 0 when every demo step succeeded.
+terminate request or destroys its endpoint.  With --json the summary goes to stderr as
+JSON (stdout is the remote's console).  Exit status: host 0 when the remote ended the
+session, 1 otherwise; remote 0 when every demo step succeeded; 2 for a usage error
+(--root must be an existing directory).
 """
 
 
@@ -52,8 +58,15 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="host: the directory the remote's file names are relative to "
         "(default: the current directory)",
     )
-    p.add_argument("--quiet", action="store_true", help="no status lines")
-    p.set_defaults(func=cmd_proxy)
+    add_json_option(p)
+    p.set_defaults(func=cmd_proxy, _validate=check_proxy)
+
+
+def check_proxy(args: argparse.Namespace) -> None:
+    """``--root`` must be a directory (checked before anything connects)."""
+    check_machine(args)
+    if args.role == "driver" and not os.path.isdir(args.root):
+        raise UsageError(f"--root {args.root}: no such directory")
 
 
 def cmd_proxy(args: argparse.Namespace) -> int:
@@ -64,8 +77,15 @@ def cmd_proxy(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace, line: str) -> None:
-    if not args.quiet:
+    if not getattr(args, "quiet", False):
         print(line, file=sys.stderr, flush=True)
+
+
+def _summary(value: dict[str, object]) -> None:
+    # the host's stdout is the remote's console, so its JSON summary goes to stderr
+    from ..tools.output import json_text
+
+    print(json_text(value), file=sys.stderr, flush=True)
 
 
 def _host(args: argparse.Namespace) -> int:
@@ -74,6 +94,24 @@ def _host(args: argparse.Namespace) -> int:
         server = ProxyServer(rpmsg, root)
         _status(args, f"proxy: serving {PROXY_SERVICE!r} at {server.endpoint.addr:#x}, root {root}")
         stats = server.run()
+    ended_by_remote = stats.stop_reason in (
+        "the remote sent the terminate request",
+        "the remote destroyed its endpoint",
+    )
+    if args.json:
+        _summary(
+            {
+                "calls": dict(sorted(stats.calls.items())),
+                "bytes_written": stats.bytes_written,
+                "bytes_read": stats.bytes_read,
+                "refused": stats.errors,
+                "dropped": stats.dropped,
+                "problems": stats.problems,
+                "stop_reason": stats.stop_reason,
+                "ok": ended_by_remote,
+            }
+        )
+        return 0 if ended_by_remote else 1
     for line in stats.problems:
         _status(args, f"proxy: problem: {line}")
     calls = ", ".join(f"{n} {k}" for k, n in sorted(stats.calls.items())) or "no requests"
@@ -82,17 +120,16 @@ def _host(args: argparse.Namespace) -> int:
         f"proxy: {calls}; {stats.bytes_written} bytes written, {stats.bytes_read} read, "
         f"{stats.errors} refused, {stats.dropped} dropped; stopped: {stats.stop_reason}",
     )
-    ended_by_remote = stats.stop_reason in (
-        "the remote sent the terminate request",
-        "the remote destroyed its endpoint",
-    )
     return 0 if ended_by_remote else 1
 
 
 def _remote(args: argparse.Namespace) -> int:
     with connected(args, "proxy", lambda line: _status(args, line)) as rpmsg:
-        result = run_proxy_demo(
-            rpmsg, report=lambda line: print(line, flush=True), timeout=args.timeout
-        )
-    print(f"proxy demo: {'PASS' if result.ok else 'FAIL'}", flush=True)
+        lines: list[str] = []
+        report = lines.append if args.json else (lambda line: print(line, flush=True))
+        result = run_proxy_demo(rpmsg, report=report, timeout=args.timeout)
+    if args.json:
+        print_json({"steps": lines, "ok": result.ok})
+    else:
+        print(f"proxy demo: {'PASS' if result.ok else 'FAIL'}", flush=True)
     return 0 if result.ok else 1

@@ -49,8 +49,9 @@ from ..linux.rpmsg import (
     unbind_channel,
 )
 from ..linux.tty import TtyStream, tty_index
-from ..tools.output import json_text, table
+from ..tools.output import json_text, payload_text, table
 from .commands import help_for
+from .values import count, limit, positive_seconds, seconds
 
 EPILOG = """\
 examples (on a board, as root):
@@ -105,7 +106,7 @@ def _target_options(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="bind the channel to rpmsg_chrdev and use its own endpoint device",
     )
-    p.add_argument("--timeout", type=float, default=2.0, metavar="SECONDS")
+    p.add_argument("--timeout", type=seconds, default=2.0, metavar="SECONDS")
 
 
 def _sub(
@@ -157,7 +158,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--src", type=parse_addr_arg, default=RPMSG_ADDR_ANY)
     p.add_argument("--dst", type=parse_addr_arg)
     p.add_argument("--ctrl", metavar="DEV", help="control device (default: the channel's)")
-    p.add_argument("--timeout", type=float, default=2.0, metavar="SECONDS")
+    p.add_argument("--timeout", type=seconds, default=2.0, metavar="SECONDS")
     p.set_defaults(func=cmd_rpmsg_ept_create)
     p = _sub(
         esub,
@@ -207,9 +208,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "reply is missing (or, with --echo, differs).",
     )
     _target_options(p)
-    p.add_argument("--count", type=int, default=1)
+    p.add_argument("--count", type=count, default=1, metavar="N", help="messages (%(default)s)")
     p.add_argument("--message", help="payload text (default: 'ping N')")
-    p.add_argument("--size", type=int, help="payload of SIZE bytes of 0xA5 instead")
+    p.add_argument(
+        "--size", type=limit, metavar="BYTES", help="payload of BYTES bytes of 0xA5 instead"
+    )
     p.add_argument("--echo", action="store_true", help="require replies equal to the message")
     p.set_defaults(func=cmd_rpmsg_ping)
 
@@ -232,8 +235,10 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "--for SECONDS, or Ctrl-C.",
     )
     _target_options(p)
-    p.add_argument("--count", type=int, default=0, help="stop after N messages (0: no limit)")
-    p.add_argument("--for", dest="duration", type=float, metavar="SECONDS")
+    p.add_argument(
+        "--count", type=limit, default=0, metavar="N", help="stop after N messages (0: no limit)"
+    )
+    p.add_argument("--for", dest="duration", type=positive_seconds, metavar="SECONDS")
     p.add_argument("--hex", action="store_true", help="always print hex")
     p.set_defaults(func=cmd_rpmsg_listen)
 
@@ -502,22 +507,8 @@ def open_target(args: argparse.Namespace) -> Iterator[Link]:
         yield Link(ep, None, f"{ep.path} (temporary, {format_addr(dst)})")
 
 
-def _show(data: bytes, force_hex: bool) -> str:
-    if not force_hex:
-        try:
-            text = data.decode()
-        except UnicodeDecodeError:
-            pass
-        else:
-            if text.isprintable():
-                return repr(text)
-    return data.hex(" ")
-
-
 def cmd_rpmsg_ping(args: argparse.Namespace) -> int:
     """``openamp rpmsg ping TARGET``."""
-    if args.count < 1:
-        raise UsageError("--count must be at least 1")
     results: list[dict[str, Any]] = []
     with open_target(args) as link:
         if not args.json:
@@ -552,7 +543,7 @@ def cmd_rpmsg_ping(args: argparse.Namespace) -> int:
             if not args.json:
                 mark = "" if same else " (differs from the message)"
                 print(
-                    f"  {n}: {len(reply)} bytes in {rtt * 1e3:.3f} ms: {_show(reply, False)}{mark}"
+                    f"  {n}: {len(reply)} bytes in {rtt * 1e3:.3f} ms: {payload_text(reply)}{mark}"
                 )
     replies = [r for r in results if r["reply"] is not None]
     ok = len(replies) == len(results) and (not args.echo or all(r["echo"] for r in replies))
@@ -632,7 +623,9 @@ def cmd_rpmsg_listen(args: argparse.Namespace) -> int:
                     flush=True,
                 )
             else:
-                print(f"[{t:9.3f}] {len(data):4d} bytes: {_show(data, args.hex)}", flush=True)
+                print(
+                    f"[{t:9.3f}] {len(data):4d} bytes: {payload_text(data, args.hex)}", flush=True
+                )
     if not args.json:
         print(f"{count} message(s)")
     return 0

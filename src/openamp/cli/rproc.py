@@ -10,8 +10,11 @@ can be tried on a directory tree laid out like the kernel's.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -28,19 +31,30 @@ from ..linux.rpmsg import format_addr, list_channels
 from ..metal.deadline import Deadline
 from ..tools.output import json_text, table
 from .commands import help_for
+from .values import byte_size, limit, positive_seconds, seconds
 
 if TYPE_CHECKING:
     from ..remoteproc.core import StateEvent
 
 EPILOG = """\
 examples:
-  openamp rproc run echo                      # the built-in Python echo firmware
-  openamp rproc run ./build/echo_fw           # an ELF executable with a .resource_table
-  openamp rproc run echo --recovery --for 30  # restart it if it crashes; stop after 30 s
+  openamp rproc run echo --for 1              # the built-in Python echo firmware
+  openamp rproc run echo --recovery --for 1   # restart it if it crashes; stop after 1 s
+  openamp rproc run sample --for 1 --json     # events as JSON Lines
+  openamp rproc run echo --name lab --for 1   # others reach it: openamp send --name lab ...
 
-FIRMWARE is a built-in Python firmware (echo), python:MODULE for your own Python
-firmware module (it needs a main(ctx) function), or the path of an ELF executable for
-this PC with a .resource_table section (see docs/remoteproc.md for the contract).
+FIRMWARE is a built-in Python firmware (echo, matrix, proxy, rpc, sample),
+python:MODULE or python:path/to/file.py for your own Python firmware (a main(ctx)
+function; MODULE is found on the Python path or in the current directory, e.g.
+`openamp rproc run python:my_firmware` next to my_firmware.py), or the path of an ELF
+executable for this PC: with a .resource_table section (see docs/remoteproc.md), or a C
+program for the Linux generic machine (./rpmsg-echo).  The firmware's output is shown
+as it is printed, prefixed with "firmware:"; a crash shows its traceback at once.
+Ctrl-C stops the firmware and ends the command as --for does.  The virtual machine is
+named (--name, else a new name, printed): while it runs, `openamp send`, `listen` and
+`console --machine virtual --name NAME` reach the firmware from other shells.
+exit status: 0 when the firmware stopped or was stopped without crashing, 1 after a
+crash (even one recovered from) or an error, 2 for a usage error.
 """
 
 
@@ -52,55 +66,151 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         "run",
         help="boot a firmware on a virtual machine and stream its trace",
         description="Load FIRMWARE into a new virtual machine, start it as a process, "
-        "print every state change, the services it announces and its trace buffer, "
-        "until it stops, Ctrl-C, or --for SECONDS.",
+        "print every state change, the services it announces, its console and its trace "
+        "buffer, until it stops, Ctrl-C, or --for SECONDS.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("firmware", metavar="FIRMWARE")
     run.add_argument("--recovery", action="store_true", help="restart the firmware if it crashes")
-    run.add_argument("--for", dest="duration", type=float, metavar="SECONDS", help="stop after")
-    run.add_argument("--memory-size", type=lambda s: int(s, 0), default=0x80000, metavar="BYTES")
+    run.add_argument(
+        "--for", dest="duration", type=positive_seconds, metavar="SECONDS", help="stop after"
+    )
+    run.add_argument(
+        "--memory-size",
+        type=byte_size,
+        default=0x80000,
+        metavar="BYTES",
+        help="the remote's memory (%(default)#x)",
+    )
     run.add_argument(
         "--timeout",
-        type=float,
+        type=seconds,
         default=10.0,
         metavar="SECONDS",
         help="how long the firmware may take to connect (%(default)s)",
     )
-    run.set_defaults(func=cmd_rproc_run)
+    run.add_argument(
+        "--name",
+        metavar="NAME",
+        help="name of the virtual machine, for `openamp send/listen/console --name NAME` "
+        "(default: a new unique one)",
+    )
+    run.add_argument(
+        "--json",
+        action="store_true",
+        help="print events as JSON Lines: state, service, console, trace, finished",
+    )
+    run.set_defaults(func=cmd_rproc_run, _validate=check_rproc_run)
     add_board_actions(rsub)
+
+
+def check_rproc_run(args: argparse.Namespace) -> None:
+    """The FIRMWARE argument names something bootable (before any machine exists)."""
+    from ..errors import UsageError
+    from ..firmware import BUILTIN, find_firmware
+
+    if args.name is not None and (not args.name or "/" in args.name or args.name[0] == "."):
+        raise UsageError(f"--name {args.name!r}: a machine name has no '/' and no leading '.'")
+    fw: str = args.firmware
+    if fw.startswith("python:"):
+        find_firmware(fw.removeprefix("python:"))
+    elif fw.endswith(".py"):
+        raise UsageError(f"{fw!r} is Python source, not an ELF image: boot it as python:{fw}")
+    elif fw not in BUILTIN and not os.path.exists(fw):
+        raise UsageError(
+            f"no firmware {fw!r}: no such file, and not a built-in Python firmware "
+            f"({', '.join(sorted(BUILTIN))}); your own Python firmware is python:MODULE or "
+            "python:path/to/file.py"
+        )
+
+
+class _Printer:
+    """Lines for people or JSON Lines for scripts, whole lines from any thread."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self._lock = threading.Lock()
+
+    def emit(self, line_text: str, event: str, **fields: object) -> None:
+        line = json.dumps({"event": event, **fields}) if self.as_json else line_text
+        with self._lock:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
 
 
 def cmd_rproc_run(args: argparse.Namespace) -> int:
     """``openamp rproc run``."""
+    import queue
+
     from ..platform.process import ProcessMachine
     from ..remoteproc.state import RprocState
     from ..rpmsg.core import RpmsgDevice
+    from ..tools.relay import RelayServer
 
+    out = _Printer(args.json)
     stop = False
+    # lines and states for the relay's clients, from the reader and watcher threads
+    for_relay: queue.SimpleQueue[tuple[str, str]] = queue.SimpleQueue()
 
     def on_sigint(signum: int, frame: FrameType | None) -> None:
         nonlocal stop
         stop = True
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
-    machine = ProcessMachine(memory_size=args.memory_size, start_timeout=args.timeout)
+    def console(line: str) -> None:
+        out.emit(f"firmware: {line}", "console", line=line)
+        for_relay.put(("console", line))
+
+    machine = ProcessMachine(
+        name=args.name,
+        memory_size=args.memory_size,
+        start_timeout=args.timeout,
+        console=console,
+    )
     rproc = machine.rproc
 
+    def device() -> RpmsgDevice | None:
+        dev = rproc.vdev_devices.get(0)
+        running = isinstance(dev, RpmsgDevice) and rproc.state is RprocState.RUNNING
+        return dev if running and isinstance(dev, RpmsgDevice) else None
+
+    relay = RelayServer(machine.name, device)
+    previous = signal.signal(signal.SIGINT, on_sigint)
+
     def show(ev: StateEvent) -> None:
-        print(f"rproc: {ev.old} -> {ev.new}" + (f" ({ev.reason})" if ev.reason else ""), flush=True)
+        text = f"rproc: {ev.old} -> {ev.new}" + (f" ({ev.reason})" if ev.reason else "")
+        out.emit(text, "state", old=str(ev.old), new=str(ev.new), reason=ev.reason or None)
+        for_relay.put(("state", str(ev.new)))
+
+    def pass_on() -> None:
+        while not for_relay.empty():
+            kind, text = for_relay.get()
+            if kind == "state":
+                relay.state(text)
+            else:
+                relay.console(text, kind)
+        relay.serve_once()
 
     rproc.subscribe(show)
     printed = 0
     try:
-        print(f"rproc: virtual machine {machine.name!r}, memory {args.memory_size:#x} bytes")
+        out.emit(
+            f"rproc: virtual machine {machine.name!r}, memory {args.memory_size:#x} bytes",
+            "machine",
+            name=machine.name,
+            memory_size=args.memory_size,
+        )
         machine.remoteproc(args.firmware, recovery=args.recovery)
-        if rproc.table is not None:
-            print(
+        if rproc.has_table:
+            out.emit(
                 f"rproc: resource table at {rproc.table_da:#x}: "
                 f"{len(rproc.table.entries)} entries, {len(rproc.vdevs)} vdev(s), "
-                f"{len(rproc.traces)} trace buffer(s)"
+                f"{len(rproc.traces)} trace buffer(s)",
+                "table",
+                address=rproc.table_da,
+                entries=len(rproc.table.entries),
+                vdevs=len(rproc.vdevs),
+                traces=len(rproc.traces),
             )
         rproc.start()
         deadline = Deadline(args.duration)
@@ -109,34 +219,55 @@ def cmd_rproc_run(args: argparse.Namespace) -> int:
             dev = rproc.vdev_devices.get(0)
             if isinstance(dev, RpmsgDevice) and rproc.state is RprocState.RUNNING:
                 try:
-                    dev.wait_until(lambda: False, 0.05)
+                    dev.wait_until(lambda: stop, 0.05)
                 except Exception as exc:  # the remote went away; the watcher reports it
-                    print(f"rproc: rpmsg: {exc}", flush=True)
+                    out.emit(f"rproc: rpmsg: {exc}", "rpmsg", error=str(exc))
                     time.sleep(0.05)
                 for name, addr in dev.services.items():
                     if name not in announced:
                         announced.add(name)
-                        print(f"rproc: service {name!r} announced at {addr:#x}", flush=True)
+                        out.emit(
+                            f"rproc: service {name!r} announced at {addr:#x}",
+                            "service",
+                            name=name,
+                            addr=addr,
+                        )
             else:
                 time.sleep(0.05)
             if rproc.traces:
                 text = rproc.trace()
                 if len(text) > printed:
-                    sys.stdout.write(text[printed:])
-                    sys.stdout.flush()
+                    new = text[printed:]
+                    for line in new.splitlines():
+                        out.emit(f"trace: {line}", "trace", line=line)
+                        for_relay.put(("trace", line))
                     printed = len(text)
+            pass_on()
             if rproc.state in (RprocState.STOPPED, RprocState.ERROR):
                 break
             if rproc.state is RprocState.CRASHED and not args.recovery:
                 break
+        if stop:
+            out.emit("rproc: interrupted: stopping the firmware", "interrupted")
+        elif deadline.expired():
+            out.emit(f"rproc: {args.duration} s passed: stopping the firmware", "expired")
     finally:
-        signal.signal(signal.SIGINT, previous)
         final = rproc.state
+        relay.close()
         machine.close()
-    for line in machine.console[-10:]:
-        print(f"rproc: console: {line}")
-    print(f"rproc: finished, last state {final}")
-    return 1 if final in (RprocState.CRASHED, RprocState.ERROR) else 0
+        signal.signal(signal.SIGINT, previous)
+    crashed = rproc.crash_count > 0 or final in (RprocState.CRASHED, RprocState.ERROR)
+    status = 1 if crashed else 0
+    crashes = f", {rproc.crash_count} crash(es)" if rproc.crash_count else ""
+    out.emit(
+        f"rproc: finished, last state {final}{crashes}",
+        "finished",
+        state=str(final),
+        crashes=rproc.crash_count,
+        interrupted=stop,
+        exit_status=status,
+    )
+    return status
 
 
 # -- a real board, through the kernel -----------------------------------------------------
@@ -249,7 +380,7 @@ def add_board_actions(rsub: argparse._SubParsersAction[argparse.ArgumentParser])
     p.add_argument("--restart", action="store_true", help="stop it first if it runs")
     p.add_argument(
         "--timeout",
-        type=float,
+        type=seconds,
         default=10.0,
         metavar="SECONDS",
         help="wait for running (%(default)s; 0: don't wait)",
@@ -263,7 +394,7 @@ def add_board_actions(rsub: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     p.add_argument(
         "--timeout",
-        type=float,
+        type=seconds,
         default=10.0,
         metavar="SECONDS",
         help="wait for offline (%(default)s; 0: don't wait)",
@@ -276,7 +407,7 @@ def add_board_actions(rsub: argparse._SubParsersAction[argparse.ArgumentParser])
         "Write 'detach': an attached processor (started by the bootloader) keeps running "
         "without Linux.",
     )
-    p.add_argument("--timeout", type=float, default=10.0, metavar="SECONDS")
+    p.add_argument("--timeout", type=seconds, default=10.0, metavar="SECONDS")
     p = _board_parser(
         rsub,
         "firmware",
@@ -315,11 +446,15 @@ def add_board_actions(rsub: argparse._SubParsersAction[argparse.ArgumentParser])
         "Print debugfs remoteproc/remoteprocN/traceI, the firmware's log (needs debugfs "
         "mounted and root).",
     )
-    p.add_argument("--index", type=int, default=0, help="trace buffer (%(default)s)")
+    p.add_argument("--index", type=limit, default=0, help="trace buffer (%(default)s)")
     p.add_argument("--follow", action="store_true", help="keep printing new text (Ctrl-C)")
-    p.add_argument("--interval", type=float, default=0.5, metavar="SECONDS")
+    p.add_argument("--interval", type=positive_seconds, default=0.5, metavar="SECONDS")
     p.add_argument(
-        "--for", dest="duration", type=float, metavar="SECONDS", help="with --follow: stop after"
+        "--for",
+        dest="duration",
+        type=positive_seconds,
+        metavar="SECONDS",
+        help="with --follow: stop after",
     )
 
 

@@ -34,7 +34,7 @@ FILE is an ELF firmware image (its .resource_table section is read) or a raw tab
 examples:
   openamp rsc show firmware.elf                  # decoded, with a readelf -x style hex dump
   openamp rsc show firmware.elf --json
-  openamp rsc check firmware.elf && echo sound
+  openamp rsc check firmware.elf
   openamp rsc build table.yaml -o table.bin --c rsc_table.c
 """
 
@@ -42,8 +42,9 @@ EPILOG_SHOW = """\
 examples:
   openamp rsc show firmware.elf                  # compare with: readelf -x .resource_table
   openamp rsc show table.bin
-  openamp rsc show /dev/shm/openamp.shm          # the live table of the linux-generic machine
-  openamp rsc show firmware.elf --json | jq '.entries[] | .type_name'
+  openamp rsc show firmware.elf --json
+
+The live table of the linux-generic machine: openamp rsc show /dev/shm/openamp.shm
 
 exit status: 0 when the table was shown, 1 when the file cannot be read or holds no
 valid table.
@@ -52,7 +53,7 @@ valid table.
 EPILOG_CHECK = """\
 examples:
   openamp rsc check firmware.elf
-  openamp rsc check table.bin || echo "look at the findings"
+  openamp rsc check table.bin --json
 
 exit status:
   0  the table parses and there are no findings
@@ -77,7 +78,7 @@ spec (YAML; numbers may be written 0x4000 or "0x4000"; addresses and notify ids 
 
 examples:
   openamp rsc build table.yaml -o table.bin
-  openamp rsc build table.yaml -o table.bin --c rsc_table.c --symbol resource_table
+  openamp rsc build table.yaml -o table.bin --c rsc_table.c --symbol resource_table --json
 
 exit status: 0 when the files were written (warnings from `rsc check` are printed),
 1 when the spec is invalid (the message names the entry and the key).
@@ -119,6 +120,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     check.add_argument("file", metavar="FILE", help="ELF firmware image or raw table")
+    check.add_argument(
+        "--json", action="store_true", help="print the verdict and the findings as JSON"
+    )
     check.set_defaults(func=cmd_check)
 
     build = actions.add_parser(
@@ -141,6 +145,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="NAME",
         help="name of the table's variable in the C source (default: %(default)s)",
     )
+    build.add_argument(
+        "--json", action="store_true", help="print what was written, and the warnings, as JSON"
+    )
     build.set_defaults(func=cmd_build)
 
 
@@ -158,6 +165,20 @@ def cmd_check(args: argparse.Namespace) -> int:
     """``openamp rsc check FILE``: findings on stdout, the verdict in the exit status."""
     loaded = load_table(args.file)
     findings = check_table(loaded)
+    if args.json:
+        verdict = "fatal" if loaded.table is None else "warnings" if findings else "sound"
+        print(
+            json.dumps(
+                {
+                    "file": str(loaded.path),
+                    "verdict": verdict,
+                    "entries": None if loaded.table is None else len(loaded.table.entries),
+                    "findings": [str(f) for f in findings],
+                },
+                indent=2,
+            )
+        )
+        return {"fatal": EXIT_FATAL, "warnings": EXIT_WARNINGS}.get(verdict, EXIT_SOUND)
     if loaded.table is None:
         for finding in findings:
             print(f"error: {finding}")
@@ -189,10 +210,22 @@ def cmd_build(args: argparse.Namespace) -> int:
     source = c_source(table, args.symbol) if args.c_output else None
     data = table.to_bytes()
     _write(args.output, data)
+    if source is not None:
+        _write(args.c_output, source.encode())
+    if args.json:
+        summary = {
+            "output": args.output,
+            "bytes": len(data),
+            "entries": len(table.entries),
+            "c_output": args.c_output,
+            "symbol": args.symbol if source is not None else None,
+            "warnings": [str(f) for f in table.check()],
+        }
+        print(json.dumps(summary, indent=2))
+        return 0
     entries = _count(len(table.entries), "entry", "entries")
     print(f"wrote {args.output}: {len(data)} bytes, {entries}")
     if source is not None:
-        _write(args.c_output, source.encode())
         print(f"wrote {args.c_output}: {args.symbol} in section .resource_table")
     for finding in table.check():
         print(f"warning: {finding}", file=sys.stderr)

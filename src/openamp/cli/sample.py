@@ -11,17 +11,21 @@ import argparse
 from ..rpmsg.wire import RPMSG_ADDR_ANY
 from ..services.sample import SAMPLE_COUNT, SAMPLE_SERVICE, SampleEcho, run_sample
 from .commands import help_for
-from .common import add_machine_options, connected
+from .common import add_json_option, add_machine_options, connected, print_json, status_printer
+from .values import count
 
 EPILOG = """\
 examples:
-  openamp sample                                 # host, against the C rpmsg-sample-echo
-  openamp sample --role device                   # remote, for the C rpmsg-sample-ping
   openamp sample --role device --machine virtual --name lab1 &
   openamp sample --machine virtual --name lab1 --style linux
-  openamp sample --src any                       # host at a dynamic address (0x400...)
+
+  openamp sample --role device --machine virtual --name lab2 --count 10 &
+  openamp sample --machine virtual --name lab2 --count 10 --src any --json
+
+Without --machine: the host pairs with the C rpmsg-sample-echo, the remote (--role
+device) with the C rpmsg-sample-ping.  --src any puts the host at a dynamic address.
 exit status: host: 0 when every echo was right and the remote destroyed its endpoint,
-1 otherwise; remote: 0.
+1 otherwise; remote: 0; 2 for a usage error.
 """
 
 
@@ -42,8 +46,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     add_machine_options(p, role="driver")
     p.add_argument(
         "--count",
-        type=int,
+        type=count,
         default=SAMPLE_COUNT,
+        metavar="N",
         help="messages per run; set both sides alike (%(default)s, as in C and Linux)",
     )
     p.add_argument(
@@ -60,6 +65,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="host, openamp style: our endpoint's address (default 0, as the C ping, which "
         "then never announces its destroy; 'any' for a dynamic one)",
     )
+    add_json_option(p)
     p.set_defaults(func=cmd_sample)
 
 
@@ -82,10 +88,14 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def serve_sample(args: argparse.Namespace) -> int:
     """The remote: echo ``--count`` messages, then destroy the endpoint."""
+    say = status_printer(args)
     with connected(args, "sample") as rpmsg:
         service = SampleEcho(rpmsg, limit=args.count)
-        print(f"sample: serving {SAMPLE_SERVICE!r} at {service.endpoint.addr:#x}", flush=True)
+        say(f"sample: serving {SAMPLE_SERVICE!r} at {service.endpoint.addr:#x}")
         stats = service.run()
+    if args.json:
+        print_json({"messages": stats.messages, "stop_reason": stats.stop_reason})
+        return 0
     print(f"sample: {stats.messages} messages echoed; stopped: {stats.stop_reason}", flush=True)
     return 0
 
@@ -99,6 +109,22 @@ def host_sample(args: argparse.Namespace) -> int:
         result = run_sample(
             rpmsg, count=args.count, style=args.style, timeout=args.timeout, src=src
         )
+    if args.json:
+        print_json(
+            {
+                "style": result.style,
+                "local_addr": result.local_addr,
+                "remote_addr": result.remote_addr,
+                "sent": result.sent,
+                "received": result.received,
+                "errors": result.errors,
+                "remote_destroyed": result.remote_destroyed,
+                "elapsed_s": round(result.elapsed, 6),
+                "problems": result.problems,
+                "ok": result.ok,
+            }
+        )
+        return 0 if result.ok else 1
     print(f"sample: endpoint {result.local_addr:#x} -> remote {result.remote_addr:#x}")
     for line in result.problems:
         print(f"sample: {line}")

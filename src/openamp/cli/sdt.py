@@ -91,6 +91,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="Linux remoteproc binding of the output: the seed's xlnx,zynqmp-r5-remoteproc "
         "or Linux's xlnx,zynqmp-r5fss (default: by the YAML's layout)",
     )
+    gen.add_argument("--json", action="store_true", help="print the files written as JSON")
     gen.set_defaults(func=cmd_generate)
     chk = actions.add_parser(
         "check",
@@ -100,6 +101,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     chk.add_argument("files", nargs="+", metavar="FILE")
+    chk.add_argument(
+        "--json", action="store_true", help="print the files, findings and verdict as JSON"
+    )
     chk.set_defaults(func=cmd_check)
 
 
@@ -157,12 +161,25 @@ def cmd_generate(args: argparse.Namespace) -> int:
             generated_from=[args.domain, args.system],
         )
         rows.append((str(path), str(path.stat().st_size), _what(path.name)))
+    ours = _our_warnings(warnings)
+    if args.json:
+        from ..tools.output import json_text
+
+        summary = {
+            "layout": domain.layout,
+            "binding": system.binding,
+            "rpmsg_channels": len(system.rpmsg_channels),
+            "files": [{"path": f, "bytes": int(n), "what": w} for f, n, w in rows[1:]],
+            "dtc_warnings": ours,
+            "notes": list(out.notes),
+        }
+        print(json_text(summary))
+        return EXIT_AGREE
     print(
         f"openamp sdt generate: {domain.layout} layout, binding {system.binding}, "
         f"{len(system.rpmsg_channels)} rpmsg channel(s)"
     )
     print(table(rows))
-    ours = _our_warnings(warnings)
     for line in ours:
         print(f"dtc: {line}")
     for note in out.notes:
@@ -203,6 +220,20 @@ def cmd_check(args: argparse.Namespace) -> int:
     except OpenAMPError as exc:
         print(f"openamp sdt check: error: {exc}", file=sys.stderr)
         return EXIT_UNREADABLE
+    if args.json:
+        from ..tools.output import json_text
+
+        summary = {
+            "files": [{"path": f, "read_as": how} for f, how in report.files],
+            "cores": report.cores,
+            "compared": report.compared,
+            "findings": [
+                {"message": f.message, "change": f.change, "text": str(f)} for f in report.findings
+            ],
+            "ok": report.ok,
+        }
+        print(json_text(summary))
+        return EXIT_AGREE if report.ok else EXIT_DISAGREE
     print(table([("file", "read as"), *report.files]))
     cores = ", ".join(str(c) for c in report.cores) or "none"
     for finding in report.findings:

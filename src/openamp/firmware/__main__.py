@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import traceback
 
 from ..errors import OpenAMPError
 from . import load_module
@@ -28,6 +29,12 @@ def main(argv: list[str]) -> int:
     except OpenAMPError as exc:
         ctx.trace(f"{argv[0]}: error: {exc}")
         print(f"firmware {argv[0]}: {exc}", file=sys.stderr)
+        code = 1
+    except Exception as exc:
+        # a bug in the firmware: the whole traceback, now, on the console the host shows
+        ctx.trace(f"{argv[0]}: crashed: {type(exc).__name__}: {exc}")
+        traceback.print_exc()
+        sys.stderr.flush()
         code = 1
     finally:
         ctx.close()

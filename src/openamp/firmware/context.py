@@ -11,6 +11,7 @@ import contextlib
 import logging
 import os
 import signal
+from collections import deque
 from collections.abc import Iterator
 from types import FrameType
 
@@ -115,7 +116,7 @@ class FirmwareContext:
 
     def __init__(
         self,
-        shm: SharedMemory,
+        shm: SharedMemory | None,
         region: IoRegion,
         doorbell: UnixSocketDoorbell,
         table_da: int,
@@ -126,11 +127,14 @@ class FirmwareContext:
         window: tuple[int, int, int] | None = None,
     ) -> None:
         self.shm = shm
+        """The memory file (None when the firmware runs in the host's process)."""
         self.memory = region
         self.doorbell = doorbell
         self.table_da = table_da
         self.table = table
         self.rpmsg = rpmsg
+        self.trace_lines: deque[str] = deque(maxlen=1000)
+        """The last 1000 lines given to :meth:`trace`, also without a trace buffer."""
         self.options: dict[str, str] = dict(options or {})
         """The firmware's options (``OPENAMP_FIRMWARE_OPTIONS``), e.g. ``{"trailing": "stale"}``."""
         self.window = window
@@ -198,6 +202,7 @@ class FirmwareContext:
 
     def trace(self, line: str) -> None:
         """Append a line to the firmware's trace buffer (if it declares one)."""
+        self.trace_lines.append(line.rstrip("\n"))
         t = self._trace
         if t is None:
             return
@@ -236,6 +241,7 @@ class FirmwareContext:
             self.rpmsg.close()
         host_gone = self.doorbell.peer_closed()
         self.doorbell.close()
-        self.shm.close()
-        if host_gone and self.shm.unlink_when_last and os.path.exists(self.shm.path):
-            unlink_when_unheld(self.shm.path, wait=5.0)
+        if self.shm is not None:
+            self.shm.close()
+            if host_gone and self.shm.unlink_when_last and os.path.exists(self.shm.path):
+                unlink_when_unheld(self.shm.path, wait=5.0)

@@ -340,5 +340,30 @@ class DoorbellWaiter:
         """
         return self.strategy.wait(self.doorbell, ready, timeout, arm)
 
+    async def wait_async(self, ready: Ready, timeout: float | None, arm: Arm | None = None) -> bool:
+        """:meth:`wait` for asyncio: the event loop sleeps on the doorbell's descriptor.
+
+        The same race-free order as the blocking strategies (drain, check, arm, then
+        wait for a kick); it never spins, whatever the strategy, because spinning would
+        stall every other task of the loop.  Needs a doorbell with a descriptor
+        (:class:`~openamp.metal.doorbell.UnixSocketDoorbell`, ``EventFdDoorbell``).
+        """
+        from .aio import readable
+
+        fd = self.doorbell.fileno()
+        deadline = Deadline(timeout)
+        while True:
+            if _drain_then_ready(self.doorbell, ready):
+                return True
+            if arm is not None:
+                if arm():
+                    return True
+                arm = None
+                continue
+            remaining = deadline.remaining()
+            if remaining == 0.0:
+                return False
+            await readable(fd, remaining)
+
     def __repr__(self) -> str:
         return f"DoorbellWaiter({self.doorbell!r}, {self.strategy!r})"

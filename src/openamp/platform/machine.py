@@ -26,7 +26,13 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import Any, Literal
 
-from ..errors import OpenAMPError, OpenAMPTimeoutError, ResourceTableError, UsageError
+from ..errors import (
+    InvalidStateError,
+    OpenAMPError,
+    OpenAMPTimeoutError,
+    ResourceTableError,
+    UsageError,
+)
 from ..metal.deadline import Deadline
 from ..metal.doorbell import UnixSocketDoorbell, UnixSocketServer, reap_stale_sockets
 from ..metal.io import IoRegion
@@ -232,7 +238,7 @@ class SharedMemoryMachine:
     def rpmsg(self) -> RpmsgVirtioDevice:
         """The rpmsg device (after :meth:`start`)."""
         if self._rpmsg is None:
-            raise UsageError("the machine is not started; call start() first")
+            raise InvalidStateError("the machine is not started; call start() first")
         return self._rpmsg
 
     def listen(self) -> None:

@@ -20,7 +20,12 @@
   watcher thread notices within milliseconds); with ``recovery`` on it is restarted and
   the host's rpmsg device reset, keeping the host's endpoints.
 * trace buffers declared by the table are read from the memory (``rproc.trace()``);
-  the firmware's stdout and stderr are kept in :attr:`ProcessOps.console`.
+  the firmware's stdout and stderr are kept in :attr:`ProcessOps.console` and, line by
+  line as they come, handed to the ``console`` callback (``openamp rproc run`` prints
+  them live).  A Python firmware gets the host's ``sys.path`` and unbuffered output.
+* the firmware runs in a session of its own: a Ctrl-C in the host's terminal reaches
+  the host only, which then stops the firmware as usual (a crash is a crash, an
+  interrupted host is not one).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import subprocess
 import sys
 import threading
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +82,7 @@ class ProcessOps(RemoteprocOps):
         wait: str = "spin-then-block",
         start_timeout: float = 10.0,
         stop_timeout: float = 2.0,
+        console: Callable[[str], object] | None = None,
     ) -> None:
         self.name = name
         self.memory_size = memory_size
@@ -89,6 +96,9 @@ class ProcessOps(RemoteprocOps):
         self.doorbell: UnixSocketDoorbell | None = None
         self.console: deque[str] = deque(maxlen=1000)
         """The firmware's recent stdout/stderr lines."""
+        self.on_console = console
+        """Called with every line of the firmware's output as it arrives (in a reader
+        thread; it must not block for long)."""
         self._private: list[Mapping] = []
         self._allocated: list[tuple[int, int]] = []
         self._stopping = False
@@ -162,13 +172,17 @@ class ProcessOps(RemoteprocOps):
 
     def start(self, rproc: RemoteProc) -> None:
         """Spawn the firmware, accept its doorbell and bring the host's rpmsg device up."""
+        from ..firmware import PythonFirmware
+
         fw = rproc.firmware
         assert fw is not None and self.shm is not None
         cmd = self._command(fw)
-        if rproc.table_da is None:
+        if not rproc.has_table:
             self._start_generic(rproc, cmd)
             return
         env = dict(os.environ)
+        if isinstance(fw, PythonFirmware):
+            env.update(fw.environment())
         env.update(
             OPENAMP_SHM=os.path.join(SHM_DIR, self.shm_name),
             OPENAMP_SHM_SIZE=str(self.memory_size),
@@ -184,6 +198,7 @@ class ProcessOps(RemoteprocOps):
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
+                start_new_session=True,  # the terminal's Ctrl-C is for the host
             )
             self._read_console(self.proc)
             self.doorbell = self._accept(server, self.proc)
@@ -220,7 +235,11 @@ class ProcessOps(RemoteprocOps):
 
         self._stopping = False
         self.proc = subprocess.Popen(
-            [*cmd, "0"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            [*cmd, "0"],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         self._read_console(self.proc)
         host = LinuxGenericMachine(role="driver", socket="client", wait=self.wait)
@@ -268,6 +287,12 @@ class ProcessOps(RemoteprocOps):
                 line = raw.decode("utf-8", errors="replace").rstrip()
                 self.console.append(line)
                 log.debug("%s: %s", self.name, line)
+                sink = self.on_console
+                if sink is not None:
+                    try:
+                        sink(line)
+                    except Exception:  # a broken sink must not stop the draining
+                        log.exception("console callback failed")
 
         t = threading.Thread(target=pump, daemon=True)
         t.start()
@@ -399,7 +424,7 @@ class ProcessRemoteProc(RemoteProc):
         if not isinstance(dev, RpmsgVirtioDevice):
             raise InvalidStateError(
                 f"{self.name} has no rpmsg device: it is {self.state}"
-                + ("" if self.vdevs or self.table is None else " and its table has no vdev")
+                + ("" if self.vdevs or not self.has_table else " and its table has no vdev")
                 + "; start() it first"
             )
         return dev
@@ -454,7 +479,8 @@ class ProcessMachine:
     """A virtual machine that boots firmware as processes on this PC.
 
     ``name`` (generated when None) names the memory file ``/dev/shm/NAME.shm`` and the
-    doorbell ``/tmp/NAME.event``.  ``memory_size`` is the remote's memory.
+    doorbell ``/tmp/NAME.event``.  ``memory_size`` is the remote's memory.  ``console``,
+    if given, gets every line the firmware prints, as it prints it.
     """
 
     def __init__(
@@ -464,30 +490,48 @@ class ProcessMachine:
         memory_size: int = 0x80000,
         wait: str = "spin-then-block",
         start_timeout: float = 10.0,
+        console: Callable[[str], object] | None = None,
     ) -> None:
         self.name = name or unique_name("openamp-vm")
         self.ops = ProcessOps(
-            self.name, memory_size=memory_size, wait=wait, start_timeout=start_timeout
+            self.name,
+            memory_size=memory_size,
+            wait=wait,
+            start_timeout=start_timeout,
+            console=console,
         )
         self.rproc = ProcessRemoteProc(self.ops, name=self.name)
 
     def remoteproc(
-        self, firmware: Firmware | str | bytes | Any, *, recovery: bool = False
+        self,
+        firmware: Firmware | str | bytes | Any,
+        *,
+        recovery: bool = False,
+        options: dict[str, str] | None = None,
     ) -> ProcessRemoteProc:
-        """Configure and load ``firmware``: a Python firmware name (``"echo"``), a
-        module path, a :class:`Firmware`, or an ELF file path / bytes."""
+        """Configure and load ``firmware``: a built-in Python firmware (``"echo"``),
+        ``"python:SPEC"`` (a module path or a ``.py`` file, see :mod:`openamp.firmware`),
+        a :class:`Firmware`, or an ELF file path / bytes.  ``options``: a Python
+        firmware's ``ctx.options`` (``key=value`` strings)."""
         from ..firmware import BUILTIN, PythonFirmware
 
         rproc = self.rproc
         if isinstance(firmware, str) and (firmware in BUILTIN or firmware.startswith("python:")):
-            firmware = PythonFirmware(firmware.removeprefix("python:"))
+            firmware = PythonFirmware(firmware.removeprefix("python:"), options)
         elif isinstance(firmware, (str, os.PathLike)) and not os.path.exists(firmware):
             raise UsageError(
                 f"no firmware {os.fspath(firmware)!r}: no such file, and not a built-in Python "
                 f"firmware ({', '.join(sorted(BUILTIN))}; or python:MODULE)"
             )
+        elif isinstance(firmware, (str, os.PathLike)) and os.fspath(firmware).endswith(".py"):
+            raise UsageError(
+                f"{os.fspath(firmware)!r} is Python source, not an ELF image: boot it as "
+                f"python:{os.fspath(firmware)}"
+            )
         elif not isinstance(firmware, Firmware):
             firmware = ElfFirmware.open(firmware)
+        if options and not isinstance(firmware, PythonFirmware):
+            raise UsageError("options are for a Python firmware (its ctx.options)")
         rproc.recovery = recovery
         if rproc.state.name == "OFFLINE":
             rproc.config()

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import (
+    InvalidStateError,
     OpenAMPError,
     PeerGoneError,
-    UsageError,
 )
 from ..metal.deadline import Deadline
 from ..metal.wait import DoorbellWaiter, wait_strategy
@@ -77,7 +77,7 @@ class VhostUserMachine:
     def rpmsg(self) -> RpmsgVirtioDevice:
         """The rpmsg device (after :meth:`start`)."""
         if self._rpmsg is None:
-            raise UsageError("the machine is not started; call start() first")
+            raise InvalidStateError("the machine is not started; call start() first")
         return self._rpmsg
 
     def start(self, timeout: float | None = 10.0) -> RpmsgVirtioDevice:

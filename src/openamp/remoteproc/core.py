@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..errors import (
     FirmwareImageError,
+    InvalidStateError,
     OpenAMPError,
     OpenAMPTimeoutError,
     RegionBoundsError,
@@ -239,9 +240,8 @@ class RemoteProc:
         self.name = name
         self.firmware: Firmware | None = None
         self.bootaddr = 0
-        self.table: ResourceTable | None = None
-        """The handled resource table (notify ids and addresses filled in)."""
-        self.table_da: int | None = None
+        self._table: ResourceTable | None = None
+        self._table_da: int | None = None
         self.table_bytes: bytes | None = None
         self.mems: list[Mapping] = []
         self.traces: list[TraceBuffer] = []
@@ -260,7 +260,7 @@ class RemoteProc:
         # platform runs on its own thread finishes before the user's stop or shutdown
         # starts (which then finds a running remote to stop, not a half-started one).
         self._op_lock = threading.RLock()
-        self._subscribers: list[Callable[[StateEvent], None]] = []
+        self._subscribers: list[Callable[[StateEvent], object]] = []
         self.history: list[StateEvent] = []
         """Every state change so far, oldest first."""
         ops.init(self)
@@ -276,7 +276,7 @@ class RemoteProc:
         """The current life-cycle state."""
         return self._state
 
-    def subscribe(self, callback: Callable[[StateEvent], None]) -> Callable[[], None]:
+    def subscribe(self, callback: Callable[[StateEvent], object]) -> Callable[[], None]:
         """Call ``callback(event)`` on every state change; returns an unsubscribe function.
 
         Callbacks may run on a platform thread (a crash is noticed there).
@@ -497,8 +497,8 @@ class RemoteProc:
                 raise UsageError(f"{self.name} has no firmware to recover with")
             with contextlib.suppress(OpenAMPError):
                 self.ops.stop(self)
-            if self.table_bytes is not None and self.table_da is not None:
-                m = self.mmap(da=self.table_da, size=len(self.table_bytes))
+            if self.table_bytes is not None and self._table_da is not None:
+                m = self.mmap(da=self._table_da, size=len(self.table_bytes))
                 m.region.write_block(m.offset, self.table_bytes)
             self.ops.start(self)
             if target is not None:
@@ -606,11 +606,49 @@ class RemoteProc:
             raise UsageError(f"{self.name}'s firmware declares no trace buffer")
         return self.traces[index].read()
 
+    # -- the resource table ---------------------------------------------------------------
+
+    @property
+    def has_table(self) -> bool:
+        """Whether a resource table is loaded (a firmware may declare none)."""
+        return self._table is not None
+
+    @property
+    def table(self) -> ResourceTable:
+        """The handled resource table (notify ids and addresses filled in).
+
+        Raises :class:`InvalidStateError` before :meth:`load`, or when the firmware
+        declares no table (see :attr:`has_table`).
+        """
+        if self._table is None:
+            raise InvalidStateError(self._no_table())
+        return self._table
+
+    @table.setter
+    def table(self, table: ResourceTable | None) -> None:
+        self._table = table
+
+    @property
+    def table_da(self) -> int:
+        """The device address of the resource table; raises like :attr:`table`."""
+        if self._table_da is None:
+            raise InvalidStateError(self._no_table())
+        return self._table_da
+
+    @table_da.setter
+    def table_da(self, da: int | None) -> None:
+        self._table_da = da
+
+    def _no_table(self) -> str:
+        if self.firmware is None:
+            return f"{self.name} has no resource table: load() a firmware first"
+        return f"{self.name}: firmware {self.firmware.name} declares no resource table"
+
     def table_region(self) -> tuple[IoRegion, int]:
         """Where the live resource table is: (region, offset)."""
-        if self.table_da is None or self.table_bytes is None:
+        if self._table_da is None or self.table_bytes is None:
             raise UsageError(f"{self.name} has no resource table loaded")
-        m = self.mmap(da=self.table_da, size=len(self.table_bytes))
+        m = self.mmap(da=self._table_da, size=len(self.table_bytes))
         return m.region, m.offset
 
     def vdev_link(self, index: int = 0, *, role: Role) -> VdevLink:
@@ -648,7 +686,7 @@ class RemoteProc:
     def _carveouts(self) -> list[Mapping]:
         out = []
         for entry, _off in zip(
-            self.table.entries if self.table else [], self.table.offsets if self.table else []
+            self._table.entries if self._table else [], self._table.offsets if self._table else []
         ):
             if isinstance(entry, Carveout):
                 m = self.mmap(da=entry.da, size=entry.len)

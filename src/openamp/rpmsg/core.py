@@ -25,13 +25,18 @@ Blocking: ``recv``/``send``/``wait_bound`` take ``timeout`` in seconds (``None``
 forever, ``0`` does not wait).  Waiting itself is done by a :class:`Waiter` handed in by
 the platform; this module never sleeps.  A device and its endpoints are meant to be used
 from one thread at a time.
+
+asyncio: ``await ept.arecv()``, ``await ept.asend(data)`` and ``async for data in ept``
+have the shape of the board adapter's endpoint.  They await the waiter's
+``wait_async`` (which sleeps on the doorbell's descriptor, in :mod:`openamp.metal`);
+this module only uses ``await`` and imports no event loop.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Protocol
 
 from ..errors import (
@@ -43,9 +48,11 @@ from ..errors import (
     EndpointUnboundError,
     InvalidStateError,
     MessageError,
+    NoBufferError,
     OpenAMPError,
     OpenAMPTimeoutError,
     PeerGoneError,
+    SendTimeoutError,
     UsageError,
 )
 from ..metal.deadline import Deadline
@@ -75,11 +82,12 @@ SERVICE_LIMIT = 1024
 """Peer announcements :attr:`RpmsgDevice.services` remembers; more are dropped (with a
 warning and :attr:`RpmsgDevice.services_dropped`), so a peer cannot grow it forever."""
 
-EndpointCallback = Callable[["Endpoint", memoryview, int], None]
-"""``callback(endpoint, payload, src)``; ``payload`` is valid only during the call."""
-UnbindCallback = Callable[["Endpoint"], None]
-NsCallback = Callable[["RpmsgDevice", str, int], None]
-"""``callback(device, service_name, remote_address)``."""
+EndpointCallback = Callable[["Endpoint", memoryview, int], object]
+"""``callback(endpoint, payload, src)``; ``payload`` is valid only during the call.
+Whatever it returns is ignored (so ``lambda ept, data, src: ept.send(data)`` fits)."""
+UnbindCallback = Callable[["Endpoint"], object]
+NsCallback = Callable[["RpmsgDevice", str, int], object]
+"""``callback(device, service_name, remote_address)``; its return value is ignored."""
 
 
 class Waiter(Protocol):
@@ -117,6 +125,33 @@ class Gate(Protocol):
 
 GATE_TIMEOUT = 30.0
 """Seconds a call waits at a barred device before it gives up (DeviceGoneError)."""
+
+
+AsyncWait = Callable[
+    [Callable[[], bool], "float | None", "Callable[[], bool] | None"], Awaitable[bool]
+]
+"""A waiter's ``wait_async(ready, timeout, arm)``: :meth:`Waiter.wait` for asyncio (optional;
+:class:`openamp.metal.wait.DoorbellWaiter` has it)."""
+
+
+class _Messages:
+    """``async for data in ept``: each message's payload until the endpoint is destroyed."""
+
+    __slots__ = ("ept",)
+
+    def __init__(self, ept: Endpoint) -> None:
+        self.ept = ept
+
+    def __aiter__(self) -> _Messages:
+        return self
+
+    async def __anext__(self) -> bytes:
+        if self.ept.closed and not self.ept.pending:
+            raise StopAsyncIteration
+        try:
+            return await self.ept.arecv()
+        except EndpointClosedError:
+            raise StopAsyncIteration from None
 
 
 class Endpoint:
@@ -362,6 +397,70 @@ class Endpoint:
         """Messages queued for :meth:`recv` (those past the bound included)."""
         return len(self._queue) + len(self._overflow)
 
+    # -- asyncio ------------------------------------------------------------------------
+
+    async def arecv(self, *, timeout: float | None = None) -> bytes:
+        """:meth:`recv` for asyncio: the event loop waits on the doorbell meanwhile.
+
+        ``timeout`` in seconds (None = forever); or wrap it in ``asyncio.wait_for``.
+        Raises :class:`OpenAMPTimeoutError`, :class:`EndpointClosedError`.
+        """
+        return (await self.arecv_from(timeout=timeout))[0]
+
+    async def arecv_from(self, *, timeout: float | None = None) -> tuple[bytes, int]:
+        """:meth:`recv_from` for asyncio: ``(payload, source address)``."""
+        q = self._queue
+        if q:
+            return q.popleft()
+        if self._overflow:
+            return self._from_overflow()
+        self._check_open()
+        if self.callback is not None:
+            raise UsageError(
+                f"endpoint {self.name!r} delivers to a callback; arecv() never returns"
+            )
+        overflow = self._overflow
+        if not await self.device.wait_until_async(
+            lambda: bool(q or overflow) or self.closed, timeout
+        ):
+            raise OpenAMPTimeoutError(
+                f"no message for endpoint {self.name!r} at {self.addr:#x} within {timeout} s"
+            )
+        if not (q or overflow):
+            self._check_open()
+        return q.popleft() if q else self._from_overflow()
+
+    async def asend(
+        self, data: bytes | bytearray | memoryview, timeout: float | None = SEND_TIMEOUT
+    ) -> int:
+        """:meth:`send` for asyncio: waiting for a free buffer yields to the event loop.
+
+        ``timeout``: seconds to wait for a buffer (None = forever, 0 = don't wait).
+        Raises what :meth:`send` raises.
+        """
+        deadline = Deadline(timeout)
+        delay = 0.0002
+        while True:
+            try:
+                return self.send(data, timeout=0)
+            except NoBufferError:
+                remaining = deadline.remaining()
+                if remaining == 0.0:
+                    if timeout == 0:
+                        raise
+                    raise SendTimeoutError(
+                        f"no transmit buffer became free within {timeout} s "
+                        "(is the peer processing its receive queue?)"
+                    ) from None
+            # the peer returns buffers without always kicking: look again soon
+            wait = delay if remaining is None else min(delay, remaining)
+            await self.device.wait_until_async(lambda: False, wait)
+            delay = min(delay * 2, 0.005)
+
+    def __aiter__(self) -> _Messages:
+        """``async for data in ept``: payloads as they arrive, until :meth:`destroy`."""
+        return _Messages(self)
+
     def hold_rx_buffer(self) -> RxBuffer:
         """Inside the callback: keep the current receive buffer after the callback returns.
 
@@ -551,6 +650,45 @@ class RpmsgDevice:
         finally:
             # Notifications are on whenever control is the caller's, whatever the
             # waiter did: someone may wait on the doorbell's descriptor next.
+            slipped_in = self._rearm()
+        if slipped_in and not met:
+            self.poll()
+            met = condition()
+        return met
+
+    async def wait_until_async(self, condition: Callable[[], bool], timeout: float | None) -> bool:
+        """:meth:`wait_until` for asyncio: awaits the waiter's ``wait_async``.
+
+        Raises :class:`InvalidStateError` if this device's waiter cannot wait under
+        asyncio (the in-process pair's pump can; every doorbell with a descriptor can).
+        """
+        if condition():
+            return True
+        self.poll()
+        if condition():
+            return True
+        if timeout == 0:
+            return False
+        wait_async: AsyncWait | None = getattr(self.waiter, "wait_async", None)
+        if wait_async is None:
+            raise InvalidStateError(
+                f"this rpmsg device's waiter ({self.waiter!r}) cannot wait under asyncio"
+            )
+        deadline = Deadline(timeout)
+        pending = self.has_rx_pending
+        met = False
+        try:
+            while not self.closed:
+                remaining = deadline.remaining()
+                if remaining == 0.0:
+                    break
+                self._quiet()
+                await wait_async(pending, remaining, self._arm)
+                self.poll()
+                if condition():
+                    met = True
+                    break
+        finally:
             slipped_in = self._rearm()
         if slipped_in and not met:
             self.poll()

@@ -979,7 +979,7 @@ class ProxyDemoResult:
 def run_proxy_demo(
     rpmsg: RpmsgDevice,
     *,
-    report: Callable[[str], None] = print,
+    report: Callable[[str], object] = print,
     timeout: float | None = 10.0,
     name: str = PROXY_SERVICE,
     file_name: str = DEMO_FILE,

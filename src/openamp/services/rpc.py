@@ -306,7 +306,7 @@ class RpcServer:
 
 # -- client ---------------------------------------------------------------------------------
 
-AnswerCallback = Callable[[RpcReply], None]
+AnswerCallback = Callable[[RpcReply], object]
 """``callback(reply)`` for answers nobody waits for in :meth:`RpcClient.call`."""
 
 
@@ -598,7 +598,7 @@ class RpcFileServer:
         stdin: IO[bytes] | None = None,
         stdout: IO[bytes] | None = None,
         stderr: IO[bytes] | None = None,
-        prompt: Callable[[int], None] | None = None,
+        prompt: Callable[[int], object] | None = None,
         name: str = RPC_SERVICE,
         c_truncation: bool = False,
         max_files: int = 64,
@@ -959,7 +959,7 @@ def run_file_demo(
     rpmsg: RpmsgDevice,
     *,
     timeout: float | None = 10.0,
-    report: Callable[[str], None] = lambda line: None,
+    report: Callable[[str], object] = lambda line: None,
     name: str = RPC_SERVICE,
     prompts: tuple[str, ...] = DEMO_PROMPTS,
 ) -> DemoResult:
@@ -1000,7 +1000,7 @@ def run_file_demo(
     return result
 
 
-def _demo_files(client: RpcFileClient, result: DemoResult, report: Callable[[str], None]) -> None:
+def _demo_files(client: RpcFileClient, result: DemoResult, report: Callable[[str], object]) -> None:
     fd = client.open(DEMO_FILE, LINUX_O_CREAT | LINUX_O_WRONLY | LINUX_O_APPEND, 0o600)
     report(f"rpc: opened {DEMO_FILE!r} for writing, fd {fd}")
     result.written = client.write(fd, DEMO_TEXT)

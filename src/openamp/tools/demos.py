@@ -53,11 +53,12 @@ def run_on_machine(
     firmware: str,
     host: Callable[[RemoteProc, RpmsgVirtioDevice], tuple[bool, str, list[str]]],
     options: DemoOptions,
+    firmware_options: dict[str, str] | None = None,
 ) -> DemoResult:
     """Boot ``firmware``, run ``host(rproc, rpmsg)``, let the firmware finish, shut down."""
     t0 = time.perf_counter()
     with ProcessMachine(start_timeout=options.timeout) as machine:
-        rproc = machine.remoteproc(firmware)
+        rproc = machine.remoteproc(firmware, options=firmware_options)
         try:
             rproc.start()
             ok, summary, details = host(rproc, rproc.rpmsg)
@@ -188,7 +189,9 @@ def demo_sample(options: DemoOptions) -> DemoResult:
         summary = f"{r.received} of {r.sent} messages echoed, {r.errors} errors; {end}"
         return r.ok, summary, list(r.problems)
 
-    return run_on_machine("sample", "sample", host, options)
+    # the remote echoes as many as the host sends: --count means the same on both sides
+    count = {} if options.count is None else {"count": str(options.count)}
+    return run_on_machine("sample", "sample", host, options, count)
 
 
 DEMOS: dict[str, Callable[[DemoOptions], DemoResult]] = {

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-__all__ = ["fields", "json_text", "table"]
+__all__ = ["fields", "json_text", "payload_text", "table"]
 
 
 def table(rows: Sequence[Sequence[str]], *, indent: str = "", align: str = "") -> str:
@@ -42,3 +42,16 @@ def fields(rows: Sequence[tuple[str, str]], *, indent: str = "  ", width: int = 
 def json_text(value: object) -> str:
     """``value`` as indented JSON (what every ``--json`` prints)."""
     return json.dumps(value, indent=2)
+
+
+def payload_text(data: bytes, force_hex: bool = False) -> str:
+    """A message for people: its text quoted if it is printable UTF-8, else hex bytes."""
+    if not force_hex:
+        try:
+            text = data.decode()
+        except UnicodeDecodeError:
+            pass
+        else:
+            if text.isprintable():
+                return repr(text)
+    return data.hex(" ")
