@@ -94,7 +94,7 @@ class ReferenceRpmsgDevice(RpmsgVirtioDevice):
         RPMSG_HDR.pack_into(self._mem, buf.offset, src, dst, 0, len(data), 0)
 
     def _trace_sent(self, buf: TxBuf, src: int, dst: int, length: int) -> None:
-        if self.trace is not None:
+        if self.capture is not None:
             self._trace_tx(buf.offset, buf.size, buf.head, src, dst, length)
 
     def _hand_over(self, buf: TxBuf) -> None:

@@ -7,7 +7,10 @@ files the examples name (``firmware.elf``, ``table.yaml``, ``table.bin``); a lin
 in ``&`` runs in the background until the session's other lines are done (then it is
 waited for, or interrupted as Ctrl-C would). Every machine name (``--name vm1``) is
 replaced by a fresh unique one. Board examples run against a directory tree laid out
-like a board's sysfs, with a stand-in kernel that answers the state file.
+like a board's sysfs, with a stand-in kernel that answers the state file; ``--board``
+examples of the debugging commands against one with a running remote and its channel.
+Sessions on the C names (no ``--machine``, or ``linux-generic``) hold the fixed-names
+lock.
 """
 
 from __future__ import annotations
@@ -122,6 +125,8 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "  - carveout: {name: text, da: 0x10000000, pa: 0x10000000, len: 0x100000}\n"
         "  - trace: {name: trace0, da: 0x20000000, len: 0x1000}\n"
     )
+    (d / "tests" / "conformance").mkdir(parents=True)
+    shutil.copy(ROOT / "tests/conformance/e_final.bin.gz", d / "tests/conformance")
     subprocess.run(
         [sys.executable, "-m", "openamp", "rsc", "build", "table.yaml", "-o", "table.bin"],
         cwd=d,
@@ -147,6 +152,34 @@ def _board(root: Path) -> tuple[dict[str, str], object]:
     return roots, FakeKernel(board)
 
 
+def _running_board(root: Path) -> dict[str, str]:
+    """A board whose remote runs and announced rpmsg-client-sample, bound to its driver."""
+    from test_linux_remoteproc import Board
+
+    board = Board(root / "running-board")
+    board.add_remoteproc(0, name="m4", state="running", firmware="rproc-echo.elf")
+    (board.firmware / "rproc-echo.elf").write_bytes(b"\x7fELF" + bytes(60))
+    v = board.add_virtio()
+    board.add_channel(v, "rpmsg-client-sample", 0x400, 0x400, driver="rpmsg_client_sample")
+    return {
+        "--sysfs": str(board.sysfs),
+        "--dev": str(board.dev),
+        "--debugfs": str(board.debugfs),
+        "--firmware-path": str(board.firmware),
+    }
+
+
+def _on_c_names(line: str) -> bool:
+    words = line.split()
+    if "--machine" in words:
+        return words[words.index("--machine") + 1] == "linux-generic"
+    return words[1] in ("echo", "ping") and "--shm" not in words
+
+
+UNTIL_CTRL_C = ("--follow", "openamp monitor ")
+"""Lines that run until interrupted (unless they have ``--for``): Ctrl-C after 1.5 s."""
+
+
 def _argv(line: str, names: dict[str, str], roots: dict[str, str]) -> list[str]:
     words = shlex.split(line)
     assert words[0] == "openamp"
@@ -154,6 +187,10 @@ def _argv(line: str, names: dict[str, str], roots: dict[str, str]) -> list[str]:
         if word == "--name":
             words[i + 1] = names.setdefault(words[i + 1], unique_name("openamp-vm"))
     argv = [sys.executable, "-m", "openamp", *words[1:]]
+    if "--board" in words:
+        return argv + [
+            a for option in ("--sysfs", "--debugfs", "--dev") for a in (option, roots[option])
+        ]
     if roots:
         # the roots each board command takes (see add_board_options)
         wanted = ["--sysfs", "--dev"]
@@ -167,7 +204,9 @@ def _argv(line: str, names: dict[str, str], roots: dict[str, str]) -> list[str]:
 
 
 @pytest.mark.parametrize("session", SESSIONS, ids=lambda s: s.id)
-def test_the_help_example_runs(session: Session, sandbox: Path, tmp_path: Path) -> None:
+def test_the_help_example_runs(
+    session: Session, sandbox: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     lines = [line.removesuffix("&").strip() for line in session.lines]
     background = [line.endswith("&") for line in session.lines]
     board = any(line.removeprefix("openamp ").startswith(BOARD) for line in lines)
@@ -177,12 +216,19 @@ def test_the_help_example_runs(session: Session, sandbox: Path, tmp_path: Path) 
         board = True
     cwd = tmp_path
     for f in sandbox.iterdir():
-        shutil.copy(f, cwd / f.name)
+        if f.is_dir():
+            shutil.copytree(f, cwd / f.name)
+        else:
+            shutil.copy(f, cwd / f.name)
     roots: dict[str, str] = {}
     kernel = None
     if board:
         roots, kernel = _board(cwd)
         kernel.__enter__()  # type: ignore[attr-defined]
+    elif any(" --board" in line for line in lines):
+        roots = _running_board(cwd)
+    if any(_on_c_names(line) for line in lines):
+        request.getfixturevalue("fixed_names")
     names: dict[str, str] = {}
     started: list[tuple[str, subprocess.Popen[str]]] = []
     try:
@@ -201,7 +247,7 @@ def test_the_help_example_runs(session: Session, sandbox: Path, tmp_path: Path) 
                 started.append((line, proc))
                 time.sleep(0.3)  # as a person would: start it, then type the next line
                 continue
-            if "--follow" in line and "--for" not in line:
+            if any(u in line for u in UNTIL_CTRL_C) and "--for" not in line:
                 time.sleep(1.5)
                 os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C
             out, err = proc.communicate(timeout=180)

@@ -203,6 +203,9 @@ def test_importing_the_command_line_loads_no_command() -> None:
         ["echo_test", "--timeout", "1"],
         ["mat_mul_demo", "--timeout", "1"],
         ["proxy_app", "--no-delay", "--timeout", "1"],
+        ["inspect", "--board"],
+        ["inspect", "--board", "--json"],
+        ["doctor", "--board"],
     ],
 )
 def test_board_commands_load_no_simulation_services_or_pyelftools(

@@ -388,6 +388,62 @@ def test_the_openamp_rpmsg_command_in_the_guest(
     assert ok("unbind")["driver"] is None
 
 
+# -- the doctor, inspect and capture behind the real kernel -------------------------------------
+
+
+def test_the_board_doctor_and_inspect_see_the_real_kernel_and_the_link_is_captured(
+    uml_kernel: Path, short_dir: Path, tmp_path: Path
+) -> None:
+    from openamp.tools.capture import open_capture, read_capture
+    from openamp.tools.decode import decode_payload
+
+    r = Remote()
+    path = tmp_path / "vhost.pcapng"
+    cap = open_capture(path)
+
+    def host(machine: VhostUserMachine, rpmsg: RpmsgVirtioDevice) -> None:
+        rpmsg.set_capture(cap.link("vhost-user remote", app="echo"))
+        rpmsg.create_endpoint("rpmsg-raw", src=0x400, callback=r.echo)
+        rpmsg.create_endpoint("rpmsg-openamp-demo-channel", src=0x401, callback=r.echo)
+
+    try:
+        run = run_guest(uml_kernel, short_dir, tmp_path, "doctor", host)
+    finally:
+        cap.close()
+    g = run.guest
+    assert run.uml.ok and g["ok"], run.describe()
+
+    def last(key: str) -> dict[str, Any]:
+        return dict(g[key]["json"]["steps"][-1])
+
+    # no remoteproc under UML: the walk goes on with the rpmsg channels
+    assert g["missing"]["status"] == 1
+    assert last("missing")["step"] == "rpmsg channels"
+    assert "'rpmsg-raw' (0x400)" in last("missing")["detail"]
+    assert last("unbound")["step"].startswith("driver of virtio")
+    assert "openamp rpmsg bind rpmsg-openamp-demo-channel" in last("unbound")["fix"]
+    assert g["bind"]["json"]["driver"] == "rpmsg_chrdev"
+    assert g["bound"]["status"] == 0 and g["bound"]["json"]["ok"]
+    assert last("bound")["step"].startswith("/dev node rpmsg")
+    assert g["raw"]["status"] == 0
+    report = g["inspect"]["json"]
+    assert report["remoteprocs"] == []
+    names = {c["name"]: c for c in report["channels"]}
+    assert names["rpmsg-raw"]["driver"] == "rpmsg_chrdev"
+    assert {"rpmsg_ns", "rpmsg_ctrl"} <= set(names)
+    assert "driver rpmsg_chrdev" in g["inspect_text"]["stdout"]
+    assert g["modules"] == []
+    # the remote's side of the link, recorded: Linux's messages decoded
+    data = read_capture(path)
+    sent = [ce for ce in data.messages() if ce.event.direction == "tx"]
+    got = [ce for ce in data.messages() if ce.event.direction == "rx"]
+    assert [decode_payload(ce.event.payload, ce.app, dst=0x35).summary for ce in sent[:2]] == [
+        "NS create 'rpmsg-raw' at 0x400",
+        "NS create 'rpmsg-openamp-demo-channel' at 0x401",
+    ]
+    assert any(ce.event.payload == b"bye" and ce.h2r for ce in got)
+
+
 # -- a remote that goes away ------------------------------------------------------------------
 
 

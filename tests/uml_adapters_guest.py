@@ -420,10 +420,49 @@ def scenario_vanish(result: dict[str, Any]) -> None:
     steps["open_endpoint_after"] = error(lambda: L.open_endpoint("rpmsg-raw", dst=0x2000))
 
 
+# -- the doctor and inspect on the real kernel ---------------------------------------------
+
+
+def openamp_in_process(*args: str) -> dict[str, Any]:
+    """``openamp ARGS`` through ``openamp.cli.main`` in this process."""
+    from openamp.cli import main as openamp_main
+
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        status = openamp_main(list(args))
+    out: dict[str, Any] = {"status": status, "stderr": stderr.getvalue()}
+    try:
+        out["json"] = json.loads(stdout.getvalue())
+    except ValueError:
+        out["stdout"] = stdout.getvalue()
+    return out
+
+
+def scenario_doctor(result: dict[str, Any]) -> None:
+    wait_channels({"rpmsg-raw", "rpmsg-openamp-demo-channel"})
+    demo = "rpmsg-openamp-demo-channel"
+    result["missing"] = openamp_in_process("doctor", "--board", "--service", "no-such", "--json")
+    result["unbound"] = openamp_in_process("doctor", "--board", "--service", demo, "--json")
+    result["bind"] = cli_in_process("bind", demo, "--json")
+    result["bound"] = openamp_in_process("doctor", "--board", "--service", demo, "--json")
+    result["raw"] = openamp_in_process("doctor", "--board", "--service", "rpmsg-raw", "--json")
+    result["inspect"] = openamp_in_process("inspect", "--board", "--json")
+    result["inspect_text"] = openamp_in_process("inspect", "--board")
+    result["unbind"] = cli_in_process("unbind", demo, "--json")
+    # the board commands load no simulation, even here
+    result["modules"] = sorted(
+        m for m in sys.modules if m.startswith(("openamp.platform", "openamp.services"))
+    )
+    # say goodbye on rpmsg-raw, so the remote can stop recording
+    with L.open_endpoint("rpmsg-raw") as ept:
+        ept.send(b"bye")
+
+
 SCENARIOS: dict[str, Callable[[dict[str, Any]], None]] = {
     "library": scenario_library,
     "cli": scenario_cli,
     "vanish": scenario_vanish,
+    "doctor": scenario_doctor,
 }
 
 

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import sys
+from typing import TYPE_CHECKING
 
 from ..errors import UsageError
 from ..tools.output import json_text
 from .commands import help_for
-from .common import add_wait_option, spawn_remote
+from .common import add_capture_option, add_wait_option, capture_from_args, spawn_remote
 from .values import buffer_size, count, limit, positive_seconds, seconds
+
+if TYPE_CHECKING:
+    from ..rpmsg.events import EventHook
+    from ..tools.bench import RunFigures
 
 EPILOG_BENCH = """\
 examples:
@@ -75,13 +81,13 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         metavar="SECONDS",
         help="idle: window (%(default)s)",
     )
+    add_capture_option(p)
     p.set_defaults(func=cmd_bench)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """``openamp bench rtt|throughput|bulk|idle``."""
-    from ..services.echo import ECHO_SERVICE
-    from ..tools.bench import BenchResult, bench_bulk, bench_idle, bench_rtt, bench_throughput
+    """``openamp bench rtt|throughput|bulk|idle|hvl``."""
+    from ..tools.bench import BenchResult
 
     if args.scenario == "hvl":
         return _bench_hvl(args)
@@ -92,40 +98,55 @@ def cmd_bench(args: argparse.Namespace) -> int:
     defaults = {"rtt": 5_000, "throughput": 100_000, "bulk": 20_000, "idle": 100}
     count = args.count or defaults[scenario]
     result = BenchResult(scenario, size, count, peer=args.peer or "python echo")
-    for _ in range(args.runs):
-        with spawn_remote(
-            peer=args.peer,
-            timeout=args.timeout,
-            wait=args.wait,
-            buffer_size=buffer_size,
-            sink=bulk and not args.peer,
-        ) as (remote, host):
-            rpmsg = host.start(timeout=args.timeout)
-            dst = rpmsg.wait_service(ECHO_SERVICE, args.timeout)
-            if scenario == "rtt":
-                ept = rpmsg.create_endpoint(ECHO_SERVICE)
-                ept.wait_bound(args.timeout)
-                figures = bench_rtt(ept, size=size, count=count)
-            elif scenario == "throughput":
-                figures = bench_throughput(
-                    rpmsg, dst=dst, size=size, count=count, timeout=args.timeout, batch=args.batch
-                )
-            elif scenario == "bulk":
-                figures = bench_bulk(
-                    rpmsg, dst=dst, size=size, count=count, timeout=args.timeout, batch=args.batch
-                )
-            else:
-                ept = rpmsg.create_endpoint(ECHO_SERVICE)
-                ept.wait_bound(args.timeout)
-                figures = bench_idle(
-                    ept, remote_pid=remote.proc.pid, seconds=args.idle_seconds, samples=count
-                )
-            result.runs.append(figures)
+    with capture_from_args(args, "echo", lambda line: print(line, file=sys.stderr)) as cap:
+        for run in range(args.runs):
+            hook = None if cap is None else cap.link(f"{scenario} run {run + 1}")
+            result.runs.append(_one_run(args, scenario, size, count, buffer_size, bulk, hook))
     if args.json:
         print(json_text(result.to_json()))
     else:
         print(result.to_text())
     return 0
+
+
+def _one_run(
+    args: argparse.Namespace,
+    scenario: str,
+    size: int,
+    count: int,
+    buffer_size: int,
+    bulk: bool,
+    hook: EventHook | None,
+) -> RunFigures:
+    """One run of a benchmark against a fresh remote; its figures."""
+    from ..services.echo import ECHO_SERVICE
+    from ..tools.bench import bench_bulk, bench_idle, bench_rtt, bench_throughput
+
+    with spawn_remote(
+        peer=args.peer,
+        timeout=args.timeout,
+        wait=args.wait,
+        buffer_size=buffer_size,
+        sink=bulk and not args.peer,
+        capture=hook,
+    ) as (remote, host):
+        rpmsg = host.start(timeout=args.timeout)
+        dst = rpmsg.wait_service(ECHO_SERVICE, args.timeout)
+        if scenario == "rtt":
+            ept = rpmsg.create_endpoint(ECHO_SERVICE)
+            ept.wait_bound(args.timeout)
+            return bench_rtt(ept, size=size, count=count)
+        if scenario == "throughput":
+            return bench_throughput(
+                rpmsg, dst=dst, size=size, count=count, timeout=args.timeout, batch=args.batch
+            )
+        if scenario == "bulk":
+            return bench_bulk(
+                rpmsg, dst=dst, size=size, count=count, timeout=args.timeout, batch=args.batch
+            )
+        ept = rpmsg.create_endpoint(ECHO_SERVICE)
+        ept.wait_bound(args.timeout)
+        return bench_idle(ept, remote_pid=remote.proc.pid, seconds=args.idle_seconds, samples=count)
 
 
 def _bench_hvl(args: argparse.Namespace) -> int:

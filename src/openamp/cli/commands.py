@@ -39,6 +39,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "console",
         "follow the console and trace of a firmware `rproc run --name` keeps up",
     ),
+    "capture": ("capture", "record a link (a run or a passive tap) to pcapng and show it"),
+    "inspect": ("inspect", "show a link's memory: table, vdev, vrings, buffers (or a board's)"),
+    "doctor": ("doctor", "walk a link's bring-up and say what is broken and what to do"),
+    "monitor": ("monitor", "live view of a link: endpoints, counters, ring fill levels"),
 }
 
 

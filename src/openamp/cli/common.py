@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..errors import UsageError
+from ..errors import RingError, UsageError
 from ..metal.shm import SHM_DIR, unique_name
 from ..metal.wait import wait_strategy_names
 from .values import buffer_size, seconds
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from ..platform.layout import MachineLayout
     from ..platform.machine import SharedMemoryMachine
     from ..rpmsg.virtio import RpmsgVirtioDevice
+    from ..tools.capture import Capture
 
 
 def _linux_generic(args: argparse.Namespace, kw: dict[str, Any]) -> SharedMemoryMachine:
@@ -88,6 +89,11 @@ MACHINES: dict[str, Callable[[argparse.Namespace, dict[str, Any]], SharedMemoryM
 platform when it runs."""
 
 
+def print_status(line: str) -> None:
+    """Print a status line at once (the default for :func:`connected`)."""
+    print(line, flush=True)
+
+
 def add_wait_option(g: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """``--wait``: how a blocked call waits (the strategies :mod:`openamp.metal.wait` knows)."""
     g.add_argument(
@@ -142,7 +148,8 @@ def add_machine_options(p: argparse.ArgumentParser, *, role: str) -> None:
         default=512,
         metavar="BYTES",
         help="driver role: rpmsg buffer size per direction, header included; "
-        "the machine's memory grows to fit (default: %(default)s, as in C)",
+        "the machine's memory grows to fit (default: %(default)s, as in C). "
+        "Pass the same size on both sides",
     )
     g.add_argument(
         "--layout",
@@ -150,7 +157,50 @@ def add_machine_options(p: argparse.ArgumentParser, *, role: str) -> None:
         help="the machine's memory map from a file (`openamp sdt generate` writes one per "
         "remote core, at the device tree's physical addresses) instead of the C layout",
     )
+    add_capture_option(g)
     p.set_defaults(_validate=check_machine)
+
+
+def add_capture_option(g: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--capture FILE``: record the link's events (pcapng, or JSON Lines for ``.jsonl``)."""
+    g.add_argument(
+        "--capture",
+        metavar="FILE",
+        help="record every message and event of the link to FILE: pcapng for Wireshark "
+        "(with the dissector, docs/debugging.md), JSON Lines if FILE ends in .jsonl; "
+        "`openamp capture show FILE` prints it",
+    )
+
+
+APP_OF_COMMAND = {
+    "echo": "echo",
+    "ping": "echo",
+    "matrix": "matrix",
+    "proxy": "proxy",
+    "rpc": "rpc",
+    "sample": "sample",
+}
+"""Which protocol the demo channel speaks for each command (the capture's hint)."""
+
+
+@contextlib.contextmanager
+def capture_from_args(
+    args: argparse.Namespace, app: str | None, say: Callable[[str], None] = print_status
+) -> Iterator[Capture | None]:
+    """The :class:`~openamp.tools.capture.Capture` that ``--capture FILE`` asks for
+    (None without it); closed, and its size reported through ``say``, at the end."""
+    path = getattr(args, "capture", None)
+    if not path:
+        yield None
+        return
+    from ..tools.capture import open_capture
+
+    cap = open_capture(path, app=app)
+    try:
+        yield cap
+    finally:
+        cap.close()
+        say(f"capture: {cap.count} events written to {path}")
 
 
 def layout_for(buffer_size: int) -> MachineLayout:
@@ -160,8 +210,10 @@ def layout_for(buffer_size: int) -> MachineLayout:
     return LINUX_GENERIC if buffer_size <= 512 else MachineLayout.for_buffers(buffer_size)
 
 
-def machine_from_args(args: argparse.Namespace) -> SharedMemoryMachine:
-    """Build (not start) the machine the options describe."""
+def machine_from_args(
+    args: argparse.Namespace, capture: Capture | None = None
+) -> SharedMemoryMachine:
+    """Build (not start) the machine the options describe; ``capture`` records its link."""
     from ..rpmsg.virtio import RpmsgVirtioConfig
     from ..virtio.ring import VIRTIO_RING_F_EVENT_IDX
 
@@ -175,13 +227,12 @@ def machine_from_args(args: argparse.Namespace) -> SharedMemoryMachine:
         layout = dataclasses.replace(
             layout, dfeatures=layout.dfeatures | 1 << VIRTIO_RING_F_EVENT_IDX
         )
-    kw = dict(role=args.role, socket=args.socket, wait=args.wait, config=config, layout=layout)
+    kw: dict[str, Any] = dict(
+        role=args.role, socket=args.socket, wait=args.wait, config=config, layout=layout
+    )
+    if capture is not None:
+        kw["capture"] = capture.link(f"{args.role} {args.name or args.machine}")
     return MACHINES[args.machine](args, kw)
-
-
-def print_status(line: str) -> None:
-    """Print a status line at once (the default for :func:`connected`)."""
-    print(line, flush=True)
 
 
 @contextlib.contextmanager
@@ -191,16 +242,25 @@ def connected(
     """Start the machine the options describe and yield its rpmsg device; close it at the end.
 
     ``say`` gets the status lines (where the machine is, that we wait for the peer);
-    default: :func:`status_printer`.
+    default: :func:`status_printer`.  With ``--capture FILE`` the link's events are
+    recorded there.
     """
     say = say or status_printer(args)
-    machine = machine_from_args(args)
-    try:
-        say(f"{label}: {args.role}, socket {machine.socket_role}, {describe_machine(machine)}")
-        say(f"{label}: waiting for the {'host' if args.role == 'device' else 'remote'} ...")
-        yield machine.start(timeout=args.timeout)
-    finally:
-        machine.close()
+    with capture_from_args(args, APP_OF_COMMAND.get(label), say) as cap:
+        machine = machine_from_args(args, cap)
+        try:
+            say(f"{label}: {args.role}, socket {machine.socket_role}, {describe_machine(machine)}")
+            say(f"{label}: waiting for the {'host' if args.role == 'device' else 'remote'} ...")
+            yield machine.start(timeout=args.timeout)
+        except RingError as exc:
+            if "outside the shared buffers" in str(exc):
+                raise RingError(
+                    f"{exc}: the host's buffers lie outside this machine's memory, so the two "
+                    "sides use different layouts; pass the same --buffer-size on both sides"
+                ) from None
+            raise
+        finally:
+            machine.close()
 
 
 def describe_machine(m: SharedMemoryMachine) -> str:
@@ -261,12 +321,14 @@ def spawn_remote(
     wait: str,
     buffer_size: int = 512,
     sink: bool = False,
+    capture: Any = None,
 ) -> Iterator[tuple[Remote, SharedMemoryMachine]]:
     """Start a remote (``peer`` command, or our echo on a new virtual machine) and a host.
 
     Yields the child and the (not yet started) host machine, a virtio driver and socket
     client.  With ``peer`` the machine is the linux-generic one the C demos use.  On
     exit the host is closed, the child waited for or killed, and leftovers removed.
+    ``capture`` (an event hook) records the host's link.
     """
     from ..platform.linux_generic import LinuxGenericMachine
     from ..platform.virtual import VirtualMachine
@@ -276,7 +338,9 @@ def spawn_remote(
     if peer:
         command = shlex.split(peer)
         name = None
-        host: SharedMemoryMachine = LinuxGenericMachine(role="driver", socket="client", wait=wait)
+        host: SharedMemoryMachine = LinuxGenericMachine(
+            role="driver", socket="client", wait=wait, capture=capture
+        )
     else:
         name = unique_name("openamp-vm")
         command = python_echo_command(
@@ -289,6 +353,7 @@ def spawn_remote(
             wait=wait,
             layout=layout_for(buffer_size),
             config=RpmsgVirtioConfig(buffer_size, buffer_size),
+            capture=capture,
         )
     proc = subprocess.Popen(
         command,

@@ -14,7 +14,7 @@ import importlib
 
 from ..errors import UsageError
 from .commands import help_for
-from .common import add_json_option, print_json
+from .common import add_capture_option, add_json_option, capture_from_args, print_json
 from .values import count, seconds
 
 DEMO_NAMES = ("echo", "matrix", "proxy", "rpc", "sample")
@@ -67,6 +67,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         help="how long to wait for each step (%(default)s)",
     )
     add_json_option(p)
+    add_capture_option(p)
     for family, (module, description) in FAMILIES.items():
         group = p.add_argument_group(f"openamp demo {family}: {description}")
         importlib.import_module(f".{module}", __package__).add_arguments(group)
@@ -101,9 +102,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from ..tools.demos import DEMOS, DemoOptions, results_table
 
     names = args.names or list(DEMOS)
-    options = DemoOptions(timeout=args.timeout, count=args.count)
     if args.json:
-        results = [DEMOS[name](options) for name in names]
+        with capture_from_args(args, None) as cap:
+            options = DemoOptions(timeout=args.timeout, count=args.count, capture=cap)
+            results = [DEMOS[name](options) for name in names]
         print_json(
             {
                 "demos": [
@@ -128,15 +130,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "firmware booted through RemoteProc as a separate process"
     )
     results = []
-    for name in names:
-        r = DEMOS[name](options)
-        results.append(r)
-        print(f"\n{name}: {'PASS' if r.ok else 'FAIL'} — {r.summary}")
-        print(f"  remoteproc  {r.states}")
-        for line in r.trace:
-            print(f"  trace       {line}")
-        for line in r.details:
-            print(f"  note        {line}")
+    with capture_from_args(args, None) as cap:
+        options = DemoOptions(timeout=args.timeout, count=args.count, capture=cap)
+        for name in names:
+            r = DEMOS[name](options)
+            results.append(r)
+            print(f"\n{name}: {'PASS' if r.ok else 'FAIL'} — {r.summary}")
+            print(f"  remoteproc  {r.states}")
+            for line in r.trace:
+                print(f"  trace       {line}")
+            for line in r.details:
+                print(f"  note        {line}")
     print("\nresults")
     print(results_table(results))
     passed = sum(r.ok for r in results)

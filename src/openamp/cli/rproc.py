@@ -31,10 +31,19 @@ from ..linux.rpmsg import format_addr, list_channels
 from ..metal.deadline import Deadline
 from ..tools.output import json_text, table
 from .commands import help_for
+from .common import add_capture_option, capture_from_args
 from .values import byte_size, limit, positive_seconds, seconds
 
 if TYPE_CHECKING:
     from ..remoteproc.core import StateEvent
+    from ..tools.capture import Capture
+
+
+def _app_of(firmware: str) -> str | None:
+    """The protocol a built-in firmware's demo channel speaks (for the capture)."""
+    name = firmware.removeprefix("python:")
+    return name if name in ("echo", "matrix", "proxy", "rpc", "sample") else None
+
 
 EPILOG = """\
 examples:
@@ -101,6 +110,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
         action="store_true",
         help="print events as JSON Lines: state, service, console, trace, finished",
     )
+    add_capture_option(run)
     run.set_defaults(func=cmd_rproc_run, _validate=check_rproc_run)
     add_board_actions(rsub)
 
@@ -141,6 +151,12 @@ class _Printer:
 
 def cmd_rproc_run(args: argparse.Namespace) -> int:
     """``openamp rproc run``."""
+    with capture_from_args(args, None) as cap:
+        return _run(args, cap)
+
+
+def _run(args: argparse.Namespace, cap: Capture | None) -> int:
+    """``openamp rproc run``, recording the host's link to ``cap`` if given."""
     import queue
 
     from ..platform.process import ProcessMachine
@@ -161,11 +177,13 @@ def cmd_rproc_run(args: argparse.Namespace) -> int:
         out.emit(f"firmware: {line}", "console", line=line)
         for_relay.put(("console", line))
 
+    hook = None if cap is None else cap.link(f"rproc {args.firmware}", app=_app_of(args.firmware))
     machine = ProcessMachine(
         name=args.name,
         memory_size=args.memory_size,
         start_timeout=args.timeout,
         console=console,
+        capture=hook,
     )
     rproc = machine.rproc
 

@@ -29,6 +29,7 @@ from ..remoteproc.rsc_table import (
     Trace,
 )
 from ..remoteproc.virtio import RscVdevTransport
+from ..rpmsg.events import EventHook
 from ..rpmsg.virtio import RpmsgVirtioDevice, ShmPool
 from ..virtio.ring import VIRTIO_CONFIG_STATUS_DRIVER_OK
 from ..virtio.virtqueue import Role
@@ -144,8 +145,14 @@ class FirmwareContext:
         self._trace_pos = 0
 
     @classmethod
-    def from_env(cls, wait: str = "spin-then-block", timeout: float = 10.0) -> FirmwareContext:
-        """Connect as the process driver's environment says."""
+    def from_env(
+        cls,
+        wait: str = "spin-then-block",
+        timeout: float = 10.0,
+        capture: EventHook | None = None,
+    ) -> FirmwareContext:
+        """Connect as the process driver's environment says; ``capture`` records the
+        firmware's (device side) rpmsg events (:mod:`openamp.rpmsg.events`)."""
 
         def on_sigterm(signum: int, frame: FrameType | None) -> None:
             # A polite stop: unwind through the caller's cleanup (NS destroy, unmap).
@@ -194,6 +201,7 @@ class FirmwareContext:
                 pool=_buffer_pool(table, region, window),
                 waiter=waiter,
                 ready_timeout=timeout,
+                capture=capture,
             )
         except BaseException:
             shm.close()

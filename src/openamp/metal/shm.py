@@ -60,6 +60,7 @@ __all__ = [
     "SHM_DIR",
     "SharedMemory",
     "is_held",
+    "map_readonly",
     "reap_stale",
     "unique_name",
     "unlink_when_unheld",
@@ -430,6 +431,28 @@ def reap_stale(
             removed.append(path)
             log.info("removed %s, left behind by a process that is gone", path)
     return removed
+
+
+def map_readonly(path: str | os.PathLike[str]) -> mmap.mmap:
+    """Map the whole file at ``path`` read-only: ``open(O_RDONLY)``, ``mmap(PROT_READ)``.
+
+    For observers that must never change what they look at (the passive tap,
+    ``openamp inspect``): a write through the mapping is impossible, not just avoided.
+    It takes no hold (see "Leaving nothing behind"): an observer keeps nothing alive.
+    Raises :class:`FileNotFoundError` for a missing file and :class:`UsageError` for an
+    empty one or one that is not a regular file.
+    """
+    p = os.fspath(path)
+    fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise UsageError(f"{p} is not a regular file")
+        if st.st_size == 0:
+            raise UsageError(f"{p} is empty")
+        return mmap.mmap(fd, st.st_size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+    finally:
+        os.close(fd)
 
 
 def _map(

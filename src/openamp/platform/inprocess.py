@@ -26,12 +26,12 @@ from ..metal.wait import BlockingWait, DoorbellWaiter
 from ..remoteproc.rsc_table import ResourceTable
 from ..remoteproc.virtio import RscVdevTransport
 from ..rpmsg.core import NsCallback
+from ..rpmsg.events import EventHook, TraceHook
 from ..rpmsg.virtio import (
     DEFAULT_FEATURES,
     RpmsgVirtioConfig,
     RpmsgVirtioDevice,
     ShmPool,
-    TraceHook,
 )
 from ..virtio.virtqueue import Role
 from .layout import LINUX_GENERIC, MachineLayout
@@ -123,9 +123,11 @@ class InProcessPair:
         trace: TraceHook | None = None,
         blocking: bool = True,
         features: int = DEFAULT_FEATURES,
+        capture: EventHook | None = None,
     ) -> RpmsgVirtioDevice:
         """Create the driver (host) side.  ``blocking=False`` gives it no waiter;
-        ``features`` are the feature bits it accepts (fewer to act as a C host)."""
+        ``features`` are the feature bits it accepts (fewer to act as a C host);
+        ``capture`` records its events (:mod:`openamp.rpmsg.events`)."""
         dev = RpmsgVirtioDevice(
             self._transport(Role.DRIVER),
             shm=self.region,
@@ -135,6 +137,7 @@ class InProcessPair:
             ns_bind_cb=ns_bind_cb,
             trace=trace,
             features=features,
+            capture=capture,
         )
         self._sides[Role.DRIVER] = dev
         return dev
@@ -145,8 +148,10 @@ class InProcessPair:
         ns_bind_cb: NsCallback | None = None,
         trace: TraceHook | None = None,
         blocking: bool = True,
+        capture: EventHook | None = None,
     ) -> RpmsgVirtioDevice:
-        """Create the device (remote) side; the driver must exist (DRIVER_OK set)."""
+        """Create the device (remote) side; the driver must exist (DRIVER_OK set).
+        ``capture`` records its events."""
         dev = RpmsgVirtioDevice(
             self._transport(Role.DEVICE),
             shm=self.region,
@@ -155,6 +160,7 @@ class InProcessPair:
             ns_bind_cb=ns_bind_cb,
             ready_timeout=0,
             trace=trace,
+            capture=capture,
         )
         self._sides[Role.DEVICE] = dev
         return dev

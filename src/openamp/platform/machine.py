@@ -36,13 +36,14 @@ from ..errors import (
 from ..metal.deadline import Deadline
 from ..metal.doorbell import UnixSocketDoorbell, UnixSocketServer, reap_stale_sockets
 from ..metal.io import IoRegion
-from ..metal.shm import SharedMemory, reap_stale, unlink_when_unheld
+from ..metal.shm import SHM_DIR, SharedMemory, reap_stale, unlink_when_unheld
 from ..metal.wait import DoorbellWaiter, wait_strategy
 from ..remoteproc.core import VdevLink
 from ..remoteproc.rsc_table import RSC_VDEV, ResourceTable
 from ..remoteproc.virtio import RscVdevTransport
 from ..rpmsg.core import NsCallback, RpmsgDevice, Waiter
-from ..rpmsg.virtio import RpmsgVirtioConfig, RpmsgVirtioDevice, ShmPool, TraceHook
+from ..rpmsg.events import EventHook, TraceHook
+from ..rpmsg.virtio import RpmsgVirtioConfig, RpmsgVirtioDevice, ShmPool
 from ..virtio.virtqueue import Role
 from .layout import LINUX_GENERIC, MachineLayout
 
@@ -75,12 +76,14 @@ def rpmsg_on_link(
     config: RpmsgVirtioConfig | None = None,
     ns_bind_cb: NsCallback | None = None,
     ready_timeout: float | None = 10.0,
+    capture: EventHook | None = None,
 ) -> RpmsgVirtioDevice:
     """An rpmsg device on a vdev link that remoteproc handed out (remoteproc -> rpmsg).
 
     The driver (host) side takes its buffers from the link's ``vdev<N>buffer``
     carveout; the device side uses what the driver posts, and only inside that carveout
-    when the table has one.
+    when the table has one.  ``capture`` records the link's events
+    (:mod:`openamp.rpmsg.events`).
     """
     carve = link.buffers
     if carve is None and link.transport.role is Role.DRIVER:
@@ -96,6 +99,7 @@ def rpmsg_on_link(
         waiter=waiter,
         ns_bind_cb=ns_bind_cb,
         ready_timeout=ready_timeout,
+        capture=capture,
     )
 
 
@@ -184,9 +188,11 @@ class SharedMemoryMachine:
 
     ``role``: ``"driver"`` (host) or ``"device"`` (remote).  ``socket``: ``"server"`` or
     ``"client"``; default: the device serves.  ``wait``: how blocked calls wait —
-    ``"spin-then-block"`` (default), ``"block"``, ``"spin"`` or ``"poll"``.  The other
-    keywords go to :class:`RpmsgVirtioDevice`.  Use :meth:`start` (or ``with``) to
-    connect, and :attr:`rpmsg` to talk.
+    ``"spin-then-block"`` (default), ``"block"``, ``"spin"`` or ``"poll"``.
+    ``capture`` is called with every event of the link (:mod:`openamp.rpmsg.events`),
+    e.g. ``openamp.tools.capture.open_capture("run.pcapng")``; ``trace`` is the older
+    message-only hook.  The other keywords go to :class:`RpmsgVirtioDevice`.  Use
+    :meth:`start` (or ``with``) to connect, and :attr:`rpmsg` to talk.
     """
 
     survivor_cleans_up = False
@@ -207,6 +213,7 @@ class SharedMemoryMachine:
         ns_bind_cb: NsCallback | None = None,
         ns_unbind_cb: NsCallback | None = None,
         trace: TraceHook | None = None,
+        capture: EventHook | None = None,
     ) -> None:
         self.role = parse_role(role)
         if socket is None:
@@ -222,6 +229,7 @@ class SharedMemoryMachine:
         self._ns_bind_cb = ns_bind_cb
         self._ns_unbind_cb = ns_unbind_cb
         self._trace = trace
+        self.capture = capture
         self.shm: SharedMemory | None = None
         self.doorbell: UnixSocketDoorbell | None = None
         self._server: UnixSocketServer | None = None
@@ -276,6 +284,7 @@ class SharedMemoryMachine:
                 self._server = None
             else:
                 self.doorbell = UnixSocketDoorbell.connect(self.event_path, timeout)
+                self._check_server_size()
                 # the survivor of a killed server removes the memory it left behind; not
                 # on the fixed C names, whose C server may still be using them
                 self.shm = SharedMemory.open(
@@ -308,11 +317,26 @@ class SharedMemoryMachine:
                 ns_unbind_cb=self._ns_unbind_cb,
                 ready_timeout=timeout,
                 trace=self._trace,
+                capture=self.capture,
             )
         except BaseException:
             self.close()
             raise
         return self._rpmsg
+
+    def _check_server_size(self) -> None:
+        """Client: the server's memory must have our layout's size (never grow it)."""
+        path = os.path.join(SHM_DIR, self.shm_name)
+        try:
+            size = os.path.getsize(path)
+        except OSError:
+            return  # SharedMemory.open says what is missing
+        if size != self.layout.shm_size:
+            raise UsageError(
+                f"the server's memory {path} is {size:#x} bytes, but this side's layout "
+                f"needs {self.layout.shm_size:#x}: the two sides use different buffer sizes; "
+                "pass the same --buffer-size on both sides"
+            )
 
     def close(self) -> None:
         """Destroy the endpoints (announcing it while the peer listens), disconnect, unmap.

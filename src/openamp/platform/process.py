@@ -60,6 +60,7 @@ from ..remoteproc.firmware import ElfFirmware
 from ..remoteproc.rsc_table import FW_RSC_ADDR_ANY, ResourceTable
 from ..remoteproc.state import RprocState
 from ..rpmsg.core import RpmsgDevice
+from ..rpmsg.events import EventHook
 from ..rpmsg.virtio import RpmsgVirtioDevice
 from ..virtio.virtqueue import Role
 from .linux_generic import EVENT_PATH, SHM_NAME, LinuxGenericMachine
@@ -83,8 +84,11 @@ class ProcessOps(RemoteprocOps):
         start_timeout: float = 10.0,
         stop_timeout: float = 2.0,
         console: Callable[[str], object] | None = None,
+        capture: EventHook | None = None,
     ) -> None:
         self.name = name
+        self.capture = capture
+        """Records the host side's rpmsg events (:mod:`openamp.rpmsg.events`)."""
         self.memory_size = memory_size
         self.wait = wait
         self.start_timeout = start_timeout
@@ -222,6 +226,7 @@ class ProcessOps(RemoteprocOps):
                     rproc.vdev_link(0, role=Role.DRIVER),
                     waiter=waiter,
                     ready_timeout=self.start_timeout,
+                    capture=self.capture,
                 )
 
     def _start_generic(self, rproc: RemoteProc, cmd: list[str]) -> None:
@@ -242,7 +247,9 @@ class ProcessOps(RemoteprocOps):
             start_new_session=True,
         )
         self._read_console(self.proc)
-        host = LinuxGenericMachine(role="driver", socket="client", wait=self.wait)
+        host = LinuxGenericMachine(
+            role="driver", socket="client", wait=self.wait, capture=self.capture
+        )
         try:
             rproc.vdev_devices[0] = host.start(timeout=self.start_timeout)
         except BaseException:
@@ -480,7 +487,8 @@ class ProcessMachine:
 
     ``name`` (generated when None) names the memory file ``/dev/shm/NAME.shm`` and the
     doorbell ``/tmp/NAME.event``.  ``memory_size`` is the remote's memory.  ``console``,
-    if given, gets every line the firmware prints, as it prints it.
+    if given, gets every line the firmware prints, as it prints it.  ``capture`` records
+    the events of the host side's rpmsg device (:mod:`openamp.rpmsg.events`).
     """
 
     def __init__(
@@ -491,6 +499,7 @@ class ProcessMachine:
         wait: str = "spin-then-block",
         start_timeout: float = 10.0,
         console: Callable[[str], object] | None = None,
+        capture: EventHook | None = None,
     ) -> None:
         self.name = name or unique_name("openamp-vm")
         self.ops = ProcessOps(
@@ -499,6 +508,7 @@ class ProcessMachine:
             wait=wait,
             start_timeout=start_timeout,
             console=console,
+            capture=capture,
         )
         self.rproc = ProcessRemoteProc(self.ops, name=self.name)
 

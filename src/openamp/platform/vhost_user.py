@@ -21,7 +21,8 @@ from ..errors import (
 from ..metal.deadline import Deadline
 from ..metal.wait import DoorbellWaiter, wait_strategy
 from ..rpmsg.core import NsCallback
-from ..rpmsg.virtio import RpmsgVirtioDevice, TraceHook
+from ..rpmsg.events import EventHook, TraceHook
+from ..rpmsg.virtio import RpmsgVirtioDevice
 from ..vhost.device import VhostUserDevice
 from ..vhost.wire import DEFAULT_PROTOCOL_FEATURES, RPMSG_DEVICE_FEATURES
 
@@ -35,7 +36,9 @@ class VhostUserMachine:
     UML kernel with ``virtio_uml.device=PATH:7``), then call :meth:`start`, which waits
     for the connection and the driver's set-up and returns the
     :class:`~openamp.rpmsg.virtio.RpmsgVirtioDevice`.  ``wait`` names the wait strategy
-    (``"spin-then-block"`` by default).  The remaining keywords go to the rpmsg device.
+    (``"spin-then-block"`` by default).  ``capture`` records the link's events (the
+    rpmsg device's, and the frontend's status and feature writes).  The remaining
+    keywords go to the rpmsg device.
 
     Keep calling into the rpmsg device (a service's ``run()``, ``wait_until``) while
     the guest runs: control messages are handled only then, and a frontend that waits
@@ -54,6 +57,7 @@ class VhostUserMachine:
         ns_bind_cb: NsCallback | None = None,
         ns_unbind_cb: NsCallback | None = None,
         trace: TraceHook | None = None,
+        capture: EventHook | None = None,
     ) -> None:
         self.strategy = wait_strategy(wait, **(wait_options or {}))
         self.device = VhostUserDevice(
@@ -63,6 +67,8 @@ class VhostUserMachine:
         self._ns_bind_cb = ns_bind_cb
         self._ns_unbind_cb = ns_unbind_cb
         self._trace = trace
+        self.capture = capture
+        self.device.capture = capture
         self._rpmsg: RpmsgVirtioDevice | None = None
 
     def __repr__(self) -> str:
@@ -103,6 +109,7 @@ class VhostUserMachine:
                 ns_unbind_cb=self._ns_unbind_cb,
                 ready_timeout=remaining(),
                 trace=self._trace,
+                capture=self.capture,
             )
             if dev.stopped:  # stopped while rpmsg was being set up
                 self._fence(dev.stopped)

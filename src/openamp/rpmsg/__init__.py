@@ -1,4 +1,8 @@
-"""RPMsg: endpoints, addresses and the name service, over virtio (both roles)."""
+"""RPMsg: endpoints, addresses and the name service, over virtio (both roles).
+
+What a link lets you observe (messages, name service, status, features, kicks, errors)
+is one event model, :mod:`openamp.rpmsg.events`, handed to a device's ``capture`` hook.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +19,19 @@ _EXPORTS = {
     "SEND_TIMEOUT": ".core",
     "SERVICE_LIMIT": ".core",
     "Waiter": ".core",
-    "MessageEvent": ".virtio",
+    "ConfigEvent": ".events",
+    "EndpointEvent": ".events",
+    "ErrorEvent": ".events",
+    "Event": ".events",
+    "EventHook": ".events",
+    "FeaturesEvent": ".events",
+    "KickEvent": ".events",
+    "LinkEvent": ".events",
+    "MessageEvent": ".events",
+    "MissedEvent": ".events",
+    "NsEvent": ".events",
+    "StatusEvent": ".events",
+    "TraceHook": ".events",
     "RpmsgVirtioConfig": ".virtio",
     "RpmsgVirtioDevice": ".virtio",
     "ShmPool": ".virtio",
@@ -49,8 +65,22 @@ if TYPE_CHECKING:
         RpmsgDevice as RpmsgDevice,
         Waiter as Waiter,
     )
-    from .virtio import (
+    from .events import (
+        ConfigEvent as ConfigEvent,
+        EndpointEvent as EndpointEvent,
+        ErrorEvent as ErrorEvent,
+        Event as Event,
+        EventHook as EventHook,
+        FeaturesEvent as FeaturesEvent,
+        KickEvent as KickEvent,
+        LinkEvent as LinkEvent,
         MessageEvent as MessageEvent,
+        MissedEvent as MissedEvent,
+        NsEvent as NsEvent,
+        StatusEvent as StatusEvent,
+        TraceHook as TraceHook,
+    )
+    from .virtio import (
         RpmsgVirtioConfig as RpmsgVirtioConfig,
         RpmsgVirtioDevice as RpmsgVirtioDevice,
         ShmPool as ShmPool,

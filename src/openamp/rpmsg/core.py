@@ -56,6 +56,7 @@ from ..errors import (
     UsageError,
 )
 from ..metal.deadline import Deadline
+from .events import EndpointEvent, NsEvent
 from .wire import (
     RPMSG_ADDR_ANY,
     RPMSG_ADDR_BMP_SIZE,
@@ -68,6 +69,7 @@ from .wire import (
 
 if TYPE_CHECKING:
     from .buffers import RxBuffer, TxBuffer
+    from .events import EventHook
 
 log = logging.getLogger("openamp.rpmsg")
 
@@ -240,7 +242,8 @@ class Endpoint:
         if not self.device.wait_until(lambda: self.dest_addr != RPMSG_ADDR_ANY, timeout):
             raise OpenAMPTimeoutError(
                 f"endpoint {self.name!r} at {self.addr:#x} was not bound by the peer "
-                f"within {timeout} s (no name-service announcement or first message)"
+                f"within {timeout} s (no name-service announcement or first message); "
+                + self.device.describe_services(self.name)
             )
 
     # -- sending ------------------------------------------------------------------------
@@ -538,6 +541,8 @@ class RpmsgDevice:
         self._gate: Gate | None = None
         self.generation = 0
         """How many times the link under this device was reset (see :meth:`bar`)."""
+        self.capture: EventHook | None = None
+        """Called with every observable event (:mod:`openamp.rpmsg.events`); None = off."""
 
     # -- to be provided by a transport ----------------------------------------------------
 
@@ -748,6 +753,7 @@ class RpmsgDevice:
             # The peer announced this service before the endpoint existed (the C library
             # hands that case to ns_bind_cb); bind now, and still announce ourselves.
             ept.dest_addr = self.services[name]
+            self._bound(ept, "the peer's earlier announcement")
         if name and self.support_ns and dst == RPMSG_ADDR_ANY:
             try:
                 self._announce(ept)
@@ -761,6 +767,10 @@ class RpmsgDevice:
             ept.addr, RPMSG_NS_EPT_ADDR, encode_ns(ept.name, ept.addr), SEND_TIMEOUT
         )
         ept.announced = True
+        log.info("announced %r at %#x (NS create)", ept.name, ept.addr)
+        if self.capture is not None:
+            self.capture(NsEvent("tx", ept.name, ept.addr, False))
+            self.capture(EndpointEvent("announce", ept.name, ept.addr, ept.dest_addr))
 
     def endpoint(self, name: str, timeout: float | None = None) -> Endpoint:
         """An endpoint bound to the peer's service ``name``, waiting for its announcement.
@@ -779,6 +789,17 @@ class RpmsgDevice:
                 f"(announced so far: {sorted(self.services) or 'none'})"
             )
         return self.services[name]
+
+    def describe_services(self, wanted: str = "") -> str:
+        """What the peer announced, in words, for error messages about ``wanted``."""
+        if not self.support_ns:
+            return "the name service is not negotiated, so the peer announces nothing"
+        if not self.services:
+            return "the peer has announced no service"
+        names = ", ".join(f"{n!r} at {a:#x}" for n, a in sorted(self.services.items()))
+        if wanted and wanted not in self.services:
+            return f"the peer announced {names}, not {wanted!r}"
+        return f"the peer announced {names}"
 
     @property
     def endpoints(self) -> list[Endpoint]:
@@ -805,6 +826,9 @@ class RpmsgDevice:
                 self.send_offchannel(
                     ept.addr, RPMSG_NS_EPT_ADDR, encode_ns(ept.name, ept.addr, destroy=True), 1.0
                 )
+                log.info("announced the destroy of %r at %#x (NS destroy)", ept.name, ept.addr)
+                if self.capture is not None:
+                    self.capture(NsEvent("tx", ept.name, ept.addr, True))
             except PeerGoneError:
                 log.debug("not announcing the destroy of %r: the peer is gone", ept)
             except OpenAMPError as exc:
@@ -863,6 +887,8 @@ class RpmsgDevice:
         )
 
     def _unregister(self, ept: Endpoint) -> None:
+        if self.capture is not None and not ept.closed:
+            self.capture(EndpointEvent("destroy", ept.name, ept.addr, ept.dest_addr))
         ept.closed = True
         if self._endpoints.get(ept.addr) is ept:
             del self._endpoints[ept.addr]
@@ -890,12 +916,19 @@ class RpmsgDevice:
             log.warning("ignoring a name-service message from %#x: %s", src, exc)
             return
         target = self._find_by_name(msg.name, msg.addr)
+        capture = self.capture
+        if capture is not None:
+            capture(NsEvent("rx", msg.name, msg.addr, msg.destroy))
         if msg.destroy:
+            log.info("the peer destroyed %r at %#x (NS destroy)", msg.name, msg.addr)
             if self.services.get(msg.name) == msg.addr:
                 del self.services[msg.name]
             if target is not None:
                 target.dest_addr = RPMSG_ADDR_ANY
                 target.unbound = True
+                log.info("endpoint %r at %#x unbound", target.name, target.addr)
+                if capture is not None:
+                    capture(EndpointEvent("unbind", target.name, target.addr, msg.addr))
                 if target.on_unbind is not None:
                     target.on_unbind(target)
             if self.ns_unbind_cb is not None:
@@ -911,9 +944,25 @@ class RpmsgDevice:
                     SERVICE_LIMIT,
                 )
                 return
+            log.info("the peer announced %r at %#x (NS create)", msg.name, msg.addr)
             self.services[msg.name] = msg.addr
             if target is not None:
                 target.dest_addr = msg.addr
                 target.unbound = False
+                self._bound(target, "its announcement")
             elif self.ns_bind_cb is not None:
                 self.ns_bind_cb(self, msg.name, msg.addr)
+            else:
+                log.info("no local endpoint is called %r yet", msg.name)
+
+    def _bound(self, ept: Endpoint, how: str) -> None:
+        """Log and record that ``ept`` learnt its peer's address (``how``: by what)."""
+        log.info(
+            "endpoint %r at %#x bound to the peer at %#x (by %s)",
+            ept.name,
+            ept.addr,
+            ept.dest_addr,
+            how,
+        )
+        if self.capture is not None:
+            self.capture(EndpointEvent("bind", ept.name, ept.addr, ept.dest_addr))

@@ -28,6 +28,8 @@ ECHO_SERVICE = "rpmsg-openamp-demo-channel"
 PING_COUNT = 480
 _PAYLOAD_HDR = struct.Struct("<QQ")
 """The demos' ``struct _payload`` head on LP64: unsigned long num, unsigned long size."""
+PING_HEAD = _PAYLOAD_HDR
+"""The ping payload's head, for decoders (``openamp.tools.decode``)."""
 _U32 = struct.Struct("<I")
 
 

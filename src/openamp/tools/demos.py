@@ -20,6 +20,7 @@ from ..platform.process import ProcessMachine
 from ..remoteproc.core import RemoteProc
 from ..remoteproc.state import RprocState
 from ..rpmsg.virtio import RpmsgVirtioDevice
+from .capture import Capture
 from .output import table
 
 
@@ -32,6 +33,8 @@ class DemoOptions:
     """Messages or rounds; None = the demo's C default."""
     workdir: str | None = None
     """Directory a demo may write into (the proxy's and RPC's root); None = a temporary one."""
+    capture: Capture | None = None
+    """Records each demo's link (one interface per demo), or None."""
 
 
 @dataclass
@@ -57,7 +60,10 @@ def run_on_machine(
 ) -> DemoResult:
     """Boot ``firmware``, run ``host(rproc, rpmsg)``, let the firmware finish, shut down."""
     t0 = time.perf_counter()
-    with ProcessMachine(start_timeout=options.timeout) as machine:
+    hook = None
+    if options.capture is not None:
+        hook = options.capture.link(name, f"openamp demo {name}: the host's side", app=name)
+    with ProcessMachine(start_timeout=options.timeout, capture=hook) as machine:
         rproc = machine.remoteproc(firmware, options=firmware_options)
         try:
             rproc.start()

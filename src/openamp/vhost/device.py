@@ -32,6 +32,7 @@ from ..errors import (
 )
 from ..metal.io import AddressSpace, IoRegion
 from ..metal.wait import BlockingWait, DoorbellWaiter
+from ..rpmsg.events import ConfigEvent, EventHook, FeaturesEvent, StatusEvent
 from ..virtio.ring import (
     VIRTIO_CONFIG_STATUS_ACK,
     VIRTIO_CONFIG_STATUS_DRIVER,
@@ -262,6 +263,8 @@ class VhostUserDevice:
         """How many messages of each request type were processed."""
         self.on_stop: Callable[[str], None] | None = None
         """Called once when the driver goes away (see the module docstring)."""
+        self.capture: EventHook | None = None
+        """Called with the frontend's status, feature and config writes (None: off)."""
         self.stopped = ""
         """Why the session ended ('' while it has not)."""
         self.disconnected = False
@@ -485,6 +488,9 @@ class VhostUserDevice:
         self._stop("the driver negotiated features again")
         self.acked_features = features
         self.features_set = True
+        log.info("the frontend accepted features %#x (offered %#x)", features, offered)
+        if self.capture is not None:
+            self.capture(FeaturesEvent(offered, features, "seen"))
 
     def _set_owner(self, msg: _Message) -> None:
         self.owner = True
@@ -502,6 +508,8 @@ class VhostUserDevice:
         self.status = 0
         self.features_set = False
         self.acked_features = 0
+        if self.capture is not None:
+            self.capture(StatusEvent(0, "seen"))
 
     def _get_protocol_features(self, msg: _Message) -> None:
         self._reply(msg.request, U64.pack(self._offered_protocol))
@@ -668,6 +676,8 @@ class VhostUserDevice:
                 f"SET_CONFIG [{offset}, +{size}) outside the {len(self.config)}-byte config space"
             )
         self.config[offset : offset + size] = data
+        if self.capture is not None:
+            self.capture(ConfigEvent(bytes(self.config)))
 
     def _vring_kick(self, msg: _Message) -> None:
         index, _ = _unpack(VRING_STATE, msg)
@@ -678,6 +688,9 @@ class VhostUserDevice:
         if self._was_ready and not value & VIRTIO_CONFIG_STATUS_DRIVER_OK:
             self._stop(f"the driver set status {value:#04x}")
         self.status = value & 0xFF
+        log.info("the frontend set status %#04x", self.status)
+        if self.capture is not None:
+            self.capture(StatusEvent(self.status, "seen"))
 
     def _get_status(self, msg: _Message) -> None:
         self._reply(msg.request, U64.pack(self.get_status()))
