@@ -149,6 +149,9 @@ class VhostUserMachine:
                     dev.process(remaining)
             except PeerGoneError:
                 continue
+            except OpenAMPError:
+                dev.check_memory()  # the real cause, if the frontend took the memory away
+                raise
 
     def close(self) -> None:
         """Close the rpmsg device (announcing while the driver listens), then the backend.

@@ -225,6 +225,10 @@ class RpmsgVirtioDevice(RpmsgDevice):
                 f"an rpmsg device needs 2 vrings, the vdev has {transport.num_vrings}"
             )
         self.transport = transport
+        self._guard: Callable[[], None] | None = getattr(transport, "check_memory", None)
+        """A transport whose memory a peer can take away (vhost-user: the frontend can
+        shrink its memory file) names that cause when a ring reads as corrupt; None: no
+        such transport.  Its regular check runs on every wake-up, in the doorbell."""
         self.role = transport.role
         self.shm = shm
         self.capture = tee(capture, None if trace is None else messages_only(trace))
@@ -588,6 +592,9 @@ class RpmsgVirtioDevice(RpmsgDevice):
         err = TransportStoppedError(reason)
         self._rvq.broken = err
         self._tvq.broken = err
+        # not even into a buffer we hold: its memory may be gone (a vhost-user frontend
+        # that shrank it); the next send asks the broken queue, which raises
+        self._reclaimer.clear()
 
     def _quiet(self) -> None:
         self._rvq.disable_cb()
@@ -644,6 +651,8 @@ class RpmsgVirtioDevice(RpmsgDevice):
         except Exception as exc:
             if self.capture is not None:
                 self.capture(ErrorEvent(type(exc).__name__, str(exc)))
+            if self._guard is not None and isinstance(exc, RingError):
+                self._guard()  # a ring gone bad because its memory went away: say so
             raise
         finally:
             self._dispatching = False

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import gc
 import logging
 import mmap
@@ -30,6 +31,7 @@ from ..errors import (
     PeerGoneError,
     UsageError,
 )
+from ..metal import sigbus
 from ..metal.io import AddressSpace, IoRegion
 from ..metal.wait import BlockingWait, DoorbellWaiter
 from ..rpmsg.events import ConfigEvent, EventHook, FeaturesEvent, StatusEvent
@@ -91,6 +93,18 @@ class _GuestRegion:
     mmap_offset: int
     mapping: mmap.mmap
     region: IoRegion
+    fd: int | None = None
+    """A descriptor of the file, kept to notice when the frontend shrinks it (None: the
+    file is sealed against shrinking, as QEMU's memfds are, and needs no check)."""
+
+    def shrunk(self) -> int | None:
+        """The file's size if it no longer covers the region, else None."""
+        if sigbus.faults(id(self.mapping)):  # a page went away under an access
+            return os.fstat(self.fd).st_size if self.fd is not None else 0
+        if self.fd is None:
+            return None
+        size = os.fstat(self.fd).st_size
+        return size if self.mmap_offset + self.size > size else None
 
     def contains_user(self, addr: int, length: int) -> bool:
         off = addr - self.user_addr
@@ -98,24 +112,111 @@ class _GuestRegion:
 
     def close(self) -> bool:
         """Release the region and unmap; False if other views keep the mapping alive."""
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = None
         with contextlib.suppress(BufferError, ValueError):
             self.region.release()
         try:
-            self.mapping.close()
+            self._unmap()
         except BufferError:
             gc.collect()  # views may only be kept alive by reference cycles
             try:
-                self.mapping.close()
+                self._unmap()
             except BufferError:
                 return False
         return True
 
+    def _unmap(self) -> None:
+        if not self.mapping.closed:
+            self.mapping.close()  # BufferError while views are alive: still guarded then
+        sigbus.unguard(id(self.mapping))
+
+
+_O_PATH = getattr(os, "O_PATH", 0o10000000)
+_F_GET_SEALS = getattr(fcntl, "F_GET_SEALS", 1034)
+_F_SEAL_SHRINK = getattr(fcntl, "F_SEAL_SHRINK", 0x0002)
+
+
+def _describe_fd(fd: int, st: os.stat_result) -> str:
+    """What a descriptor is, for an error message ("a directory", "anon_inode:[eventpoll]")."""
+    mode = st.st_mode
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISREG, "a regular file"),
+        (stat.S_ISLNK, "a symbolic link"),
+    ):
+        if test(mode):
+            return name
+    with contextlib.suppress(OSError):
+        return os.readlink(f"/proc/self/fd/{fd}")
+    return f"a file of mode {mode:#o}"
+
+
+def _fd_facts(fd: int, what: str) -> tuple[int, os.stat_result]:
+    """The status flags and stat of a descriptor the frontend passed; refuses O_PATH."""
+    try:
+        flags = fcntl.fcntl(fd, fcntl.F_GETFL)
+        st = os.fstat(fd)
+    except OSError as exc:
+        raise VhostUserError(f"{what}: the descriptor is not usable ({exc.strerror})") from None
+    if flags & _O_PATH:
+        raise VhostUserError(f"{what}: an O_PATH descriptor, which cannot be read or written")
+    return flags, st
+
+
+def _is_eventfd(fd: int, st: os.stat_result) -> bool:
+    if stat.S_IFMT(st.st_mode) not in (0, stat.S_IFREG):
+        return False
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[eventfd]"
+    except OSError:  # no /proc: an anonymous inode of no type is the best guess
+        return stat.S_IFMT(st.st_mode) == 0
+
+
+def _check_notify_fd(fd: int, what: str, *, read: bool) -> None:
+    """A kick (read) or call/err (write) descriptor must be an eventfd, a pipe or a socket,
+    open for the direction it is used in (UML kicks through an eventfd and takes calls on
+    a pipe; QEMU uses eventfds for both)."""
+    flags, st = _fd_facts(fd, what)
+    mode = flags & os.O_ACCMODE
+    if mode != os.O_RDWR and mode != (os.O_RDONLY if read else os.O_WRONLY):
+        raise VhostUserError(f"{what}: not open for {'reading' if read else 'writing'}")
+    if stat.S_ISFIFO(st.st_mode) or stat.S_ISSOCK(st.st_mode) or _is_eventfd(fd, st):
+        return
+    raise VhostUserError(
+        f"{what}: must be an eventfd, a pipe or a socket, not {_describe_fd(fd, st)}"
+    )
+
+
+def _memory_fd(fd: int, what: str) -> tuple[os.stat_result, bool]:
+    """A memory region's descriptor must be a regular file (a memfd, a tmpfs or hugetlbfs
+    file) open for reading and writing; returns its stat and whether it is sealed against
+    shrinking."""
+    flags, st = _fd_facts(fd, what)
+    if not stat.S_ISREG(st.st_mode):
+        raise VhostUserError(
+            f"{what}: must be a memory file (memfd, tmpfs), not {_describe_fd(fd, st)}"
+        )
+    if flags & os.O_ACCMODE != os.O_RDWR:
+        raise VhostUserError(f"{what}: not open for reading and writing")
+    try:
+        sealed = bool(fcntl.fcntl(fd, _F_GET_SEALS) & _F_SEAL_SHRINK)
+    except OSError:  # not a memfd: it cannot be sealed
+        sealed = False
+    return st, sealed
+
 
 def _map_region(fd: int, guest_addr: int, size: int, user_addr: int, offset: int) -> _GuestRegion:
-    if size <= 0:
-        raise VhostUserError(f"memory region at guest {guest_addr:#x} has size {size}")
-    st = os.fstat(fd)
-    if stat.S_ISREG(st.st_mode) and offset + size > st.st_size:
+    if size <= 0 or offset < 0:
+        raise VhostUserError(
+            f"memory region at guest {guest_addr:#x} has size {size} at offset {offset}"
+        )
+    st, sealed = _memory_fd(fd, f"memory region at guest {guest_addr:#x}")
+    if offset + size > st.st_size:
         # Touching a mapping beyond the end of its file kills the process with SIGBUS.
         raise VhostUserError(
             f"memory region [{offset:#x}, +{size:#x}) lies beyond the end of its "
@@ -137,7 +238,17 @@ def _map_region(fd: int, guest_addr: int, size: int, user_addr: int, offset: int
     region = IoRegion(
         mapping, offset=delta, size=size, phys_base=guest_addr, name=f"guest@{guest_addr:#x}"
     )
-    return _GuestRegion(guest_addr, size, user_addr, offset, mapping, region)
+    sigbus.guard(id(mapping), mapping)  # a shrink racing our checks cannot kill us
+    kept = None
+    if not sealed:
+        try:
+            kept = os.dup(fd)
+        except OSError as exc:
+            region.release()
+            sigbus.unguard(id(mapping))
+            mapping.close()
+            raise VhostUserError(f"cannot keep the memory descriptor: {exc.strerror}") from None
+    return _GuestRegion(guest_addr, size, user_addr, offset, mapping, region, kept)
 
 
 # -- vrings --------------------------------------------------------------------------------
@@ -594,43 +705,66 @@ class VhostUserDevice:
         # returns receive buffers at once), so the used index is where we stand.
         base = 0
         with contextlib.suppress(OpenAMPError):
+            self.check_memory()  # a shrunk file would fault on the read
             region, off = self._ring_location(vr.used, 4)
             base = region.read16(off + 2)
         self._reply(msg.request, VRING_STATE.pack(index, base))
 
-    def _vring_fd(self, msg: _Message) -> tuple[_Vring, int | None]:
+    def _vring_fd(self, msg: _Message, *, read: bool) -> tuple[_Vring, int | None]:
+        """The vring a SET_VRING_KICK/CALL/ERR names and its checked descriptor (None:
+        the NOFD flag, polling).  The descriptor is the caller's to keep or close."""
         (value,) = _unpack(U64, msg)
+        if value & ~(VRING_INDEX_MASK | VRING_NOFD_MASK):
+            raise VhostUserError(f"{msg.name}: unknown bits in {value:#x}")
         vr = self._vring_for(msg, value & VRING_INDEX_MASK)
-        fd = None if value & VRING_NOFD_MASK else msg.take_fd()
-        if fd is None and not value & VRING_NOFD_MASK:
-            raise VhostUserError(f"{msg.name} for vring {vr.index} came without a descriptor")
-        return vr, fd
+        if value & VRING_NOFD_MASK:
+            return vr, None
+        if len(msg.fds) != 1:
+            raise VhostUserError(
+                f"{msg.name} for vring {vr.index} came with {len(msg.fds)} descriptors, not 1"
+            )
+        _check_notify_fd(msg.fds[0], f"{msg.name} for vring {vr.index}", read=read)
+        return vr, msg.take_fd()
 
     def _set_vring_kick(self, msg: _Message) -> None:
-        vr, fd = self._vring_fd(msg)
+        vr, fd = self._vring_fd(msg, read=True)
+        if fd is not None:
+            try:
+                os.set_blocking(fd, False)
+                self._epoll.register(fd, select.EPOLLIN)
+            except OSError as exc:
+                os.close(fd)
+                raise VhostUserError(
+                    f"{msg.name} for vring {vr.index}: cannot wait on the descriptor "
+                    f"({exc.strerror})"
+                ) from None
         if vr.kick_fd is not None:
             with contextlib.suppress(OSError):
                 self._epoll.unregister(vr.kick_fd)
-            os.close(vr.kick_fd)
+            with contextlib.suppress(OSError):
+                os.close(vr.kick_fd)
         vr.kick_fd = fd
         vr.kick_polled = fd is None
         vr.stopped = False
-        if fd is not None:
-            os.set_blocking(fd, False)
-            self._epoll.register(fd, select.EPOLLIN)
 
     def _set_vring_call(self, msg: _Message) -> None:
-        vr, fd = self._vring_fd(msg)
-        if vr.call_fd is not None:
-            os.close(vr.call_fd)
-        vr.call_fd = fd
+        vr, fd = self._vring_fd(msg, read=False)
         if fd is not None:
-            os.set_blocking(fd, False)
+            try:
+                os.set_blocking(fd, False)
+            except OSError as exc:
+                os.close(fd)
+                raise VhostUserError(f"{msg.name} for vring {vr.index}: {exc.strerror}") from None
+        if vr.call_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(vr.call_fd)
+        vr.call_fd = fd
 
     def _set_vring_err(self, msg: _Message) -> None:
-        vr, fd = self._vring_fd(msg)
+        vr, fd = self._vring_fd(msg, read=False)
         if vr.err_fd is not None:
-            os.close(vr.err_fd)
+            with contextlib.suppress(OSError):
+                os.close(vr.err_fd)
         vr.err_fd = fd  # kept so the frontend's end stays valid; we never report errors
 
     def _get_queue_num(self, msg: _Message) -> None:
@@ -644,9 +778,20 @@ class VhostUserDevice:
             self._stop(f"the driver disabled vring {index}")
 
     def _set_slave_req_fd(self, msg: _Message) -> None:
+        if len(msg.fds) != 1:
+            raise VhostUserError(f"SET_SLAVE_REQ_FD came with {len(msg.fds)} descriptors, not 1")
+        _flags, st = _fd_facts(msg.fds[0], "SET_SLAVE_REQ_FD")
+        if not stat.S_ISSOCK(st.st_mode):
+            raise VhostUserError(
+                f"SET_SLAVE_REQ_FD: must be a socket, not {_describe_fd(msg.fds[0], st)}"
+            )
         fd = msg.take_fd()
-        if fd is None:
-            raise VhostUserError("SET_SLAVE_REQ_FD came without a descriptor")
+        assert fd is not None
+        try:
+            os.set_blocking(fd, False)  # a config-change notice never blocks the backend
+        except OSError as exc:
+            os.close(fd)
+            raise VhostUserError(f"SET_SLAVE_REQ_FD: {exc.strerror}") from None
         if self._backend_fd is not None:
             os.close(self._backend_fd)
         # Keep it open even if unused: UML takes its end closing as the device vanishing.
@@ -778,6 +923,26 @@ class VhostUserDevice:
         self._stop("the frontend disconnected")
         log.debug("vhost-user frontend on %s disconnected", self.path)
 
+    def check_memory(self) -> None:
+        """Raise :class:`VhostUserError` (and stop the session) if the frontend shrank a
+        memory file below the region it described.
+
+        A mapping that reaches past the end of its file kills the process with SIGBUS on
+        the next access, so this runs before the rings are read on every wake-up (see
+        :meth:`VhostUserDoorbell.drain`).  Files sealed against shrinking (QEMU's memfds)
+        are not looked at.  One ``fstat`` per unsealed region.
+        """
+        for r in self._regions:
+            size = r.shrunk()
+            if size is not None:
+                reason = (
+                    f"the frontend shrank the memory file of guest {r.guest_addr:#x} to "
+                    f"{size:#x} bytes, below the region [{r.mmap_offset:#x}, +{r.size:#x})"
+                )
+                self._was_ready = True  # fence whoever uses the rings, even mid set-up
+                self._stop(reason)
+                raise VhostUserError(reason)
+
     def _ring_location(self, addr: int | None, length: int) -> tuple[IoRegion, int]:
         if addr is None:
             raise InvalidStateError("the vring address is not set")
@@ -882,15 +1047,17 @@ class VhostUserDevice:
             vr.calls += 1
         except BlockingIOError:
             pass  # the frontend has unread calls; they wake it anyway
-        except (BrokenPipeError, ConnectionResetError):
-            log.debug("vring %d: the frontend closed its call descriptor", notifyid)
+        except OSError as exc:  # closed by the frontend, or never writable (its problem)
+            log.debug("vring %d: cannot signal the call descriptor: %s", notifyid, exc)
 
     def _send_config_change(self) -> None:
         fd = self._backend_fd
         if fd is None or not self.protocol_features & (1 << ProtocolFeature.CONFIG):
             return
-        with contextlib.suppress(BlockingIOError, BrokenPipeError, ConnectionResetError):
+        try:
             os.write(fd, HEADER.pack(BackendRequest.CONFIG_CHANGE_MSG, VHOST_USER_VERSION, 0))
+        except OSError as exc:  # full, closed or never connected: the frontend's problem
+            log.debug("cannot send a config-change notice: %s", exc)
 
     # -- memory -----------------------------------------------------------------------------
 
@@ -933,7 +1100,17 @@ class VhostUserDevice:
                 except OSError as exc:
                     if exc.errno == errno.EINTR:
                         continue
-                    raise
+                    # the frontend gave a descriptor that cannot be read (an unconnected
+                    # socket...): the vring falls back to polling, the error is its own
+                    with contextlib.suppress(OSError):
+                        self._epoll.unregister(fd)
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+                    vr.kick_fd = None
+                    vr.kick_polled = True
+                    raise VhostUserError(
+                        f"vring {vr.index}: its kick descriptor cannot be read ({exc.strerror})"
+                    ) from None
                 if not data:  # a pipe whose writer is gone
                     with contextlib.suppress(OSError):
                         self._epoll.unregister(fd)
@@ -1059,6 +1236,8 @@ class VhostUserDoorbell:
             kicks = dev.drain_kicks()
             self.kicks_received += kicks
             n += kicks
+            if not dev.stopped:
+                dev.check_memory()  # before anyone reads the rings this wake-up
         reason = self._gone()
         if reason and not n:
             raise PeerGoneError(reason)

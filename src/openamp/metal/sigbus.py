@@ -1,0 +1,152 @@
+"""Survive a peer truncating the file behind a shared mapping (SIGBUS), and notice it.
+
+A process that maps a file ``MAP_SHARED`` dies of SIGBUS when it touches a page past
+the file's end, and the file's owner may shrink it at any time: a vhost-user frontend
+owns the guest-memory file our backend maps.  Checking the size before each access
+leaves a window between the check and the access, and Python cannot recover from a
+fault inside a memory copy by itself.
+
+:func:`guard` closes the window for the mappings it is given: it installs a SIGBUS
+handler that, for a fault inside a guarded mapping, maps an anonymous zero page over
+the faulting page (``mmap(MAP_FIXED)``) and counts the fault; the access then completes
+on that page (reading zeros, or writing where the peer will never see it) and the
+owner of the mapping learns of it from :func:`faults` at its next check and ends the
+session with a typed error.  A fault anywhere else is handed back to the handler that
+was installed before (Python's ``faulthandler``, or the default: the process dies as it
+would have).
+
+The handler is a ctypes callback: it runs on the faulting thread, which holds the GIL
+(guest memory is only touched from Python code), so it calls ``mmap`` and appends to a
+list, nothing more.  Linux on x86-64 and AArch64 (``siginfo_t.si_addr`` at offset 16);
+elsewhere :func:`guard` does nothing and returns False.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import mmap
+import platform
+import signal
+import sys
+import threading
+
+__all__ = ["faults", "guard", "unguard"]
+
+_SA_SIGINFO = 0x4
+_SA_NODEFER = 0x40000000
+_SA_ONSTACK = 0x08000000
+_MAP_FAILED = ctypes.c_void_p(-1).value
+_SUPPORTED = sys.platform == "linux" and platform.machine() in ("x86_64", "aarch64")
+
+
+class _Sigaction(ctypes.Structure):
+    # glibc's struct sigaction on Linux (x86-64, AArch64): the handler, a 1024-bit mask,
+    # the flags, the restorer (glibc fills it in)
+    _fields_ = [
+        ("sa_sigaction", ctypes.c_void_p),
+        ("sa_mask", ctypes.c_ulong * 16),
+        ("sa_flags", ctypes.c_int),
+        ("sa_restorer", ctypes.c_void_p),
+    ]
+
+
+_HANDLER = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+
+_lock = threading.Lock()
+_ranges: dict[int, tuple[int, int]] = {}
+"""Guarded mappings: id -> [start, end) addresses."""
+_faults: list[tuple[int, int]] = []
+"""(guard id, page address) of every fault taken."""
+_previous: _Sigaction | None = None
+_installed = False
+_libc: ctypes.CDLL | None = None
+_callback: object = None
+
+
+def _on_sigbus(signum: int, info: int | None, context: int | None) -> None:
+    addr = ctypes.c_void_p.from_address(info + 16).value if info else None
+    libc = _libc
+    if addr is not None and libc is not None:
+        for key, (start, end) in list(_ranges.items()):
+            if start <= addr < end:
+                page = addr & ~(mmap.PAGESIZE - 1)
+                got = libc.mmap(
+                    ctypes.c_void_p(page),
+                    ctypes.c_size_t(mmap.PAGESIZE),
+                    mmap.PROT_READ | mmap.PROT_WRITE,
+                    mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | 0x10,  # MAP_FIXED
+                    -1,
+                    ctypes.c_long(0),
+                )
+                if got != _MAP_FAILED:
+                    _faults.append((key, page))
+                    return
+    # Not ours (or the page could not be replaced): give the signal back to whoever had
+    # it; returning re-executes the access, which faults again into that handler.
+    if libc is not None and _previous is not None:
+        libc.sigaction(signal.SIGBUS, ctypes.byref(_previous), None)
+
+
+def _install() -> bool:
+    global _installed, _previous, _libc, _callback
+    if _installed:
+        return True
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [
+        ctypes.c_void_p,
+        ctypes.c_size_t,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_int,
+        ctypes.c_long,
+    ]
+    libc.sigaction.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+    callback = _HANDLER(_on_sigbus)
+    action = _Sigaction()
+    action.sa_sigaction = ctypes.cast(callback, ctypes.c_void_p).value
+    action.sa_flags = _SA_SIGINFO | _SA_NODEFER | _SA_ONSTACK
+    previous = _Sigaction()
+    if libc.sigaction(signal.SIGBUS, ctypes.byref(action), ctypes.byref(previous)) != 0:
+        return False
+    _libc, _callback, _previous, _installed = libc, callback, previous, True
+    return True
+
+
+def guard(key: int, mapping: mmap.mmap) -> bool:
+    """Guard ``mapping`` under ``key`` (any int unique to its owner, e.g. ``id(obj)``).
+
+    Returns False where guarding is not supported (the mapping is then unguarded:
+    a truncation kills the process).  Installs the process's SIGBUS handler the first
+    time (see the module docstring); re-installing ``faulthandler`` afterwards replaces
+    it.
+    """
+    if not _SUPPORTED or len(mapping) == 0:
+        return False
+    with _lock:
+        if not _install():
+            return False
+        view = ctypes.c_char.from_buffer(mapping)
+        try:
+            start = ctypes.addressof(view)
+        finally:
+            del view  # the export would keep the mapping from closing
+        _ranges[key] = (start, start + len(mapping))
+    return True
+
+
+def unguard(key: int) -> None:
+    """Stop guarding ``key``'s mapping (before it is unmapped) and forget its faults."""
+    with _lock:
+        _ranges.pop(key, None)
+        _faults[:] = [f for f in _faults if f[0] != key]
+
+
+def faults(key: int) -> list[int]:
+    """The page addresses of ``key``'s mapping that faulted (the peer truncated its file
+    under them), oldest first; empty while none did.  Cheap: a scan of a list that is
+    empty unless something went wrong."""
+    if not _faults:
+        return []
+    return [page for k, page in _faults if k == key]
