@@ -20,6 +20,7 @@ def test_a_guarded_mapping_survives_its_file_shrinking_and_the_fault_is_counted(
     m = mmap.mmap(fd, 3 * PAGE)
     try:
         assert sigbus.guard(id(m), m)
+        before = sigbus.absorbed()
         m[0:4] = b"keep"
         m[2 * PAGE : 2 * PAGE + 4] = b"gone"
         os.ftruncate(fd, PAGE)
@@ -27,6 +28,7 @@ def test_a_guarded_mapping_survives_its_file_shrinking_and_the_fault_is_counted(
         assert bytes(m[2 * PAGE : 2 * PAGE + 4]) == bytes(4)  # a zero page now
         m[PAGE : PAGE + 4] = b"lost"  # a write completes too (on the zero page)
         assert len(sigbus.faults(id(m))) == 2
+        assert sigbus.absorbed() == before + 2
         assert bytes(m[0:4]) == b"keep"  # what is still in the file is still shared
         os.ftruncate(fd, 3 * PAGE)
         assert os.pread(fd, 4, PAGE) == bytes(4)  # the peer never sees our writes there

@@ -19,6 +19,7 @@ import sys
 import traceback
 
 from openamp.errors import OpenAMPError
+from openamp.metal import sigbus
 from openamp.platform.vhost_user import VhostUserMachine
 from openamp.services.echo import EchoService
 
@@ -61,6 +62,7 @@ def main(base: str, sessions: int) -> None:
             "socket_left": os.path.exists(path),
             "fds": len(os.listdir("/proc/self/fd")),
             "mappings": _mappings(),
+            "absorbed": sigbus.absorbed(),  # faults the SIGBUS guard took, so far
         }
         print(json.dumps(report), flush=True)
 

@@ -31,7 +31,7 @@ import signal
 import sys
 import threading
 
-__all__ = ["faults", "guard", "unguard"]
+__all__ = ["absorbed", "faults", "guard", "unguard"]
 
 _SA_SIGINFO = 0x4
 _SA_NODEFER = 0x40000000
@@ -58,6 +58,8 @@ _ranges: dict[int, tuple[int, int]] = {}
 """Guarded mappings: id -> [start, end) addresses."""
 _faults: list[tuple[int, int]] = []
 """(guard id, page address) of every fault taken."""
+_absorbed = [0]
+"""Faults absorbed since the process started (a list: the handler only appends/adds)."""
 _previous: _Sigaction | None = None
 _installed = False
 _libc: ctypes.CDLL | None = None
@@ -81,6 +83,7 @@ def _on_sigbus(signum: int, info: int | None, context: int | None) -> None:
                 )
                 if got != _MAP_FAILED:
                     _faults.append((key, page))
+                    _absorbed[0] += 1
                     return
     # Not ours (or the page could not be replaced): give the signal back to whoever had
     # it; returning re-executes the access, which faults again into that handler.
@@ -150,3 +153,8 @@ def faults(key: int) -> list[int]:
     if not _faults:
         return []
     return [page for k, page in _faults if k == key]
+
+
+def absorbed() -> int:
+    """How many faults the guard has absorbed in this process (every mapping, ever)."""
+    return _absorbed[0]

@@ -29,6 +29,7 @@ from ..errors import (
     OpenAMPError,
     OpenAMPTimeoutError,
     PeerGoneError,
+    RegionBoundsError,
     UsageError,
 )
 from ..metal import sigbus
@@ -653,7 +654,10 @@ class VhostUserDevice:
                 regions.append(_map_region(msg.fds[i], guest, size, user, offset))
             space = AddressSpace()
             for r in regions:
-                space.add(r.region)
+                try:
+                    space.add(r.region)
+                except RegionBoundsError as exc:
+                    raise VhostUserError(f"memory table: {exc}") from None
         except BaseException:
             for r in regions:
                 r.close()
