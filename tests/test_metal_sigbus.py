@@ -51,3 +51,22 @@ def test_a_fault_outside_every_guarded_mapping_still_kills_the_process() -> None
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60)
     assert r.returncode == -signal.SIGBUS, r
+
+
+def test_a_finalizer_that_unguards_inside_guard_does_not_deadlock() -> None:
+    """A garbage collection inside guard() can run the finalizer of a mapping dropped
+    without close(), which unguards it on the same thread, inside guard's lock (a plain
+    lock hung the fuzzer here).  The lock is re-entrant; the finalizer runs as it would."""
+    code = (
+        "import gc, mmap\n"
+        "from openamp.metal import sigbus\n"
+        "old = mmap.mmap(-1, 4096)\n"
+        "assert sigbus.guard(id(old), old)\n"
+        "with sigbus._lock:  # where guard() holds it\n"
+        "    del old  # its finalizer unguards it, here\n"
+        "    gc.collect()\n"
+        "print(len(sigbus._ranges))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "0"

@@ -4,6 +4,7 @@ message is lost or duplicated while the link lives."""
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import subprocess
@@ -108,3 +109,29 @@ def test_a_restarted_remote_starts_over_the_rings_its_predecessor_left() -> None
                     server.wait(10)
         finally:
             finish(server)
+
+
+def test_a_shared_memory_file_truncated_under_a_running_link_ends_both_sides_typed(
+    vm_name: str,
+    children,  # type: ignore[no-untyped-def]
+) -> None:
+    """Whoever owns /dev/shm/NAME.shm can shrink it while both sides use the rings: a
+    mapping past its file's end is SIGBUS, which killed both processes.  The SIGBUS guard
+    (metal/sigbus.py) keeps them alive and both end with the cause named."""
+    machine = ["--machine", "virtual", "--name", vm_name]
+    echo = children.openamp("echo", *machine, "--wait", "block")
+    ping = children.openamp("ping", *machine, "--count", "5000000", "--wait", "block")
+    shm = f"/dev/shm/{vm_name}.shm"
+    deadline = time.monotonic() + 20
+    while not os.path.exists(shm):
+        assert time.monotonic() < deadline, "the link never came up"
+        time.sleep(0.01)
+    time.sleep(1.5)  # the flood is under way
+    assert ping.poll() is None, "the ping ended before its memory was taken"
+    os.truncate(shm, 0)
+    for proc in (echo, ping):
+        code, out, err = children.result(proc, timeout=30)
+        assert code == 1, (proc.args, code, out, err)  # not -SIGBUS
+        assert "under the rings is gone: its file was truncated" in err, err
+        assert "Traceback" not in err
+    assert not os.path.exists(shm)

@@ -54,6 +54,7 @@ import warnings
 from types import TracebackType
 
 from ..errors import InvalidStateError, UsageError
+from . import sigbus
 from .io import IoRegion
 
 __all__ = [
@@ -282,11 +283,13 @@ class SharedMemory:
                     r.release()
             try:
                 mapping.close()
+                sigbus.unguard(id(mapping))
             except BufferError:
                 # views may only be kept alive by reference cycles
                 gc.collect()
                 try:
                     mapping.close()
+                    sigbus.unguard(id(mapping))
                 except BufferError:
                     warnings.warn(
                         f"shared memory {self.name!r} closed while views of it are still "
@@ -443,14 +446,17 @@ def map_readonly(path: str | os.PathLike[str]) -> mmap.mmap:
     empty one or one that is not a regular file.
     """
     p = os.fspath(path)
-    fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    # O_NONBLOCK: opening a FIFO must not hang (it is refused just below)
+    fd = os.open(p, os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK)
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise UsageError(f"{p} is not a regular file")
         if st.st_size == 0:
             raise UsageError(f"{p} is empty")
-        return mmap.mmap(fd, st.st_size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+        mapping = mmap.mmap(fd, st.st_size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ)
+        sigbus.guard(id(mapping), mapping)  # the owner may shrink the file under us
+        return mapping
     finally:
         os.close(fd)
 
@@ -487,6 +493,8 @@ def _map(
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
         mapping = mmap.mmap(fd, size, flags=mmap.MAP_SHARED, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        # a peer that shrinks the file must not kill us with SIGBUS (see metal/sigbus.py)
+        sigbus.guard(id(mapping), mapping)
         if hold:
             # a read lock on our own open file description: it lives as long as this fd,
             # and the kernel drops it when the process dies, however it dies

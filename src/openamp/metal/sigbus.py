@@ -23,50 +23,45 @@ elsewhere :func:`guard` does nothing and returns False.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import mmap
-import platform
+import os
 import signal
 import sys
 import threading
+import weakref
+from typing import Any
 
 __all__ = ["absorbed", "faults", "guard", "unguard"]
 
 _SA_SIGINFO = 0x4
 _SA_NODEFER = 0x40000000
 _SA_ONSTACK = 0x08000000
-_MAP_FAILED = ctypes.c_void_p(-1).value
-_SUPPORTED = sys.platform == "linux" and platform.machine() in ("x86_64", "aarch64")
+_MAP_FIXED = 0x10
+_SUPPORTED = sys.platform == "linux" and os.uname().machine in ("x86_64", "aarch64")
 
-
-class _Sigaction(ctypes.Structure):
-    # glibc's struct sigaction on Linux (x86-64, AArch64): the handler, a 1024-bit mask,
-    # the flags, the restorer (glibc fills it in)
-    _fields_ = [
-        ("sa_sigaction", ctypes.c_void_p),
-        ("sa_mask", ctypes.c_ulong * 16),
-        ("sa_flags", ctypes.c_int),
-        ("sa_restorer", ctypes.c_void_p),
-    ]
-
-
-_HANDLER = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
-
-_lock = threading.Lock()
+_lock = threading.RLock()
+"""Re-entrant: a garbage collection inside :func:`guard` may run a finalizer that
+calls :func:`unguard` on the same thread."""
 _ranges: dict[int, tuple[int, int]] = {}
-"""Guarded mappings: id -> [start, end) addresses."""
+"""Guarded mappings: key -> [start, end) addresses."""
 _faults: list[tuple[int, int]] = []
-"""(guard id, page address) of every fault taken."""
+"""(key, page address) of every fault taken."""
 _absorbed = [0]
-"""Faults absorbed since the process started (a list: the handler only appends/adds)."""
-_previous: _Sigaction | None = None
+"""Faults absorbed since the process started (a list: the handler only adds to it)."""
 _installed = False
-_libc: ctypes.CDLL | None = None
-_callback: object = None
+_failed = False
+# set by _install(): ctypes is imported only when the first mapping is guarded (it
+# costs a few milliseconds, and most commands map nothing)
+_ctypes: Any = None
+_libc: Any = None
+_previous: Any = None
+_callback: Any = None
+_map_failed: int | None = -1
+_PyBuffer: Any = None
 
 
 def _on_sigbus(signum: int, info: int | None, context: int | None) -> None:
+    ctypes = _ctypes
     addr = ctypes.c_void_p.from_address(info + 16).value if info else None
     libc = _libc
     if addr is not None and libc is not None:
@@ -77,11 +72,11 @@ def _on_sigbus(signum: int, info: int | None, context: int | None) -> None:
                     ctypes.c_void_p(page),
                     ctypes.c_size_t(mmap.PAGESIZE),
                     mmap.PROT_READ | mmap.PROT_WRITE,
-                    mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | 0x10,  # MAP_FIXED
+                    mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS | _MAP_FIXED,
                     -1,
                     ctypes.c_long(0),
                 )
-                if got != _MAP_FAILED:
+                if got != _map_failed:
                     _faults.append((key, page))
                     _absorbed[0] += 1
                     return
@@ -92,28 +87,67 @@ def _on_sigbus(signum: int, info: int | None, context: int | None) -> None:
 
 
 def _install() -> bool:
-    global _installed, _previous, _libc, _callback
-    if _installed:
-        return True
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    libc.mmap.restype = ctypes.c_void_p
-    libc.mmap.argtypes = [
-        ctypes.c_void_p,
-        ctypes.c_size_t,
-        ctypes.c_int,
-        ctypes.c_int,
-        ctypes.c_int,
-        ctypes.c_long,
-    ]
-    libc.sigaction.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
-    callback = _HANDLER(_on_sigbus)
-    action = _Sigaction()
-    action.sa_sigaction = ctypes.cast(callback, ctypes.c_void_p).value
-    action.sa_flags = _SA_SIGINFO | _SA_NODEFER | _SA_ONSTACK
-    previous = _Sigaction()
-    if libc.sigaction(signal.SIGBUS, ctypes.byref(action), ctypes.byref(previous)) != 0:
+    global _installed, _failed, _ctypes, _libc, _previous, _callback, _map_failed, _PyBuffer
+    if _installed or _failed:
+        return _installed
+    try:
+        import ctypes
+
+        class Sigaction(ctypes.Structure):
+            # glibc's struct sigaction on Linux (x86-64, AArch64): the handler, a 1024-bit
+            # mask, the flags, the restorer (glibc fills it in)
+            _fields_ = [
+                ("sa_sigaction", ctypes.c_void_p),
+                ("sa_mask", ctypes.c_ulong * 16),
+                ("sa_flags", ctypes.c_int),
+                ("sa_restorer", ctypes.c_void_p),
+            ]
+
+        class PyBuffer(ctypes.Structure):
+            # CPython's Py_buffer, for the address of a read-only mapping (see _address)
+            _fields_ = [
+                ("buf", ctypes.c_void_p),
+                ("obj", ctypes.c_void_p),
+                ("len", ctypes.c_ssize_t),
+                ("itemsize", ctypes.c_ssize_t),
+                ("readonly", ctypes.c_int),
+                ("ndim", ctypes.c_int),
+                ("format", ctypes.c_char_p),
+                ("shape", ctypes.c_void_p),
+                ("strides", ctypes.c_void_p),
+                ("suboffsets", ctypes.c_void_p),
+                ("internal", ctypes.c_void_p),
+            ]
+
+        _PyBuffer = PyBuffer
+        api = ctypes.pythonapi
+        api.PyObject_GetBuffer.argtypes = [ctypes.py_object, ctypes.c_void_p, ctypes.c_int]
+        api.PyBuffer_Release.argtypes = [ctypes.c_void_p]
+        libc = ctypes.CDLL(None, use_errno=True)  # the process's own symbols: libc's
+        libc.mmap.restype = ctypes.c_void_p
+        libc.mmap.argtypes = [
+            ctypes.c_void_p,
+            ctypes.c_size_t,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_int,
+            ctypes.c_long,
+        ]
+        libc.sigaction.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p]
+        handler = ctypes.CFUNCTYPE(None, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p)
+        callback = handler(_on_sigbus)
+        action = Sigaction()
+        action.sa_sigaction = ctypes.cast(callback, ctypes.c_void_p).value
+        action.sa_flags = _SA_SIGINFO | _SA_NODEFER | _SA_ONSTACK
+        previous = Sigaction()
+        _ctypes, _libc, _callback, _previous = ctypes, libc, callback, previous
+        _map_failed = ctypes.c_void_p(-1).value
+        if libc.sigaction(signal.SIGBUS, ctypes.byref(action), ctypes.byref(previous)) != 0:
+            raise OSError(ctypes.get_errno(), "sigaction(SIGBUS) failed")
+    except (ImportError, OSError, AttributeError):
+        _failed = True  # no ctypes, no libc symbols: mappings stay unguarded
         return False
-    _libc, _callback, _previous, _installed = libc, callback, previous, True
+    _installed = True
     return True
 
 
@@ -130,13 +164,27 @@ def guard(key: int, mapping: mmap.mmap) -> bool:
     with _lock:
         if not _install():
             return False
-        view = ctypes.c_char.from_buffer(mapping)
-        try:
-            start = ctypes.addressof(view)
-        finally:
-            del view  # the export would keep the mapping from closing
+        start = _address(mapping)
         _ranges[key] = (start, start + len(mapping))
+    # however the mapping goes (close() and garbage collection both unmap), the guard
+    # goes with it: a stale range could take another mapping's fault for ours
+    weakref.finalize(mapping, unguard, key)
     return True
+
+
+def _address(mapping: mmap.mmap) -> int:
+    """The address of a mapping's first byte, read-only mappings included (through the
+    buffer protocol: ``PyObject_GetBuffer``/``PyBuffer_Release``, the stable C API)."""
+    import ctypes  # loaded already by _install()
+
+    api = ctypes.pythonapi
+    view = _PyBuffer()
+    if api.PyObject_GetBuffer(mapping, ctypes.byref(view), 0) != 0:  # PyBUF_SIMPLE
+        raise OSError("the mapping has no buffer")
+    try:
+        return int(view.buf or 0)
+    finally:
+        api.PyBuffer_Release(ctypes.byref(view))
 
 
 def unguard(key: int) -> None:

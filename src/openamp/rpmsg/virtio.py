@@ -72,6 +72,7 @@ from ..errors import (
     TransportStoppedError,
     UsageError,
 )
+from ..metal import sigbus
 from ..metal.deadline import Deadline
 from ..metal.io import IoRegion
 from ..virtio.ring import (
@@ -596,6 +597,20 @@ class RpmsgVirtioDevice(RpmsgDevice):
         # that shrank it); the next send asks the broken queue, which raises
         self._reclaimer.clear()
 
+    def _memory_gone(self) -> None:
+        """Raise the real cause if the memory under the rings was taken away: the
+        transport's own check (vhost-user), or faults the SIGBUS guard absorbed in the
+        shared-memory mapping (a truncated file; see :mod:`openamp.metal.sigbus`)."""
+        if self._guard is not None:
+            self._guard()
+        if sigbus.faults(id(self.shm.mem.obj)):
+            err = RingError(
+                f"the shared memory {self.shm.name!r} under the rings is gone: its file was "
+                "truncated (by the peer, or whoever owns it); the link cannot go on"
+            )
+            self._rvq.broken = self._tvq.broken = err
+            raise err
+
     def _quiet(self) -> None:
         self._rvq.disable_cb()
 
@@ -651,8 +666,8 @@ class RpmsgVirtioDevice(RpmsgDevice):
         except Exception as exc:
             if self.capture is not None:
                 self.capture(ErrorEvent(type(exc).__name__, str(exc)))
-            if self._guard is not None and isinstance(exc, RingError):
-                self._guard()  # a ring gone bad because its memory went away: say so
+            if isinstance(exc, RingError):
+                self._memory_gone()  # a ring gone bad because its memory went away: say so
             raise
         finally:
             self._dispatching = False
