@@ -65,6 +65,67 @@ def test_rsc_refuses_what_is_not_a_regular_file_of_sane_size(
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize(
+    "command", [["inspect"], ["capture", "show"]], ids=["inspect", "capture show"]
+)
+@pytest.mark.parametrize(
+    ("target", "says"),
+    [
+        ("/dev/zero", "it is a character device"),
+        ("/dev/null", "it is a character device"),
+        ("/", "it is a directory"),
+        ("fifo", "it is a FIFO"),
+        ("sparse", "-byte limit"),
+        ("empty", "the file is empty"),
+        ("/nonexistent/x.bin", "No such file or directory"),
+    ],
+)
+def test_the_debugging_commands_refuse_what_is_no_dump_or_capture(
+    command: list[str], target: str, says: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    if target in ("fifo", "sparse"):
+        target = str(request.getfixturevalue(target))
+    elif target == "empty":
+        (tmp_path / "empty").write_bytes(b"")
+        target = str(tmp_path / "empty")
+    done = run_openamp(*command, target)
+    assert done.returncode == 1, done
+    assert says in done.stderr and "Traceback" not in done.stderr
+
+
+def test_inspect_refuses_a_gzip_bomb_and_a_broken_gzip(tmp_path: Path) -> None:
+    import gzip
+
+    bomb = tmp_path / "bomb.bin.gz"
+    bomb.write_bytes(gzip.compress(bytes(300 << 20)))  # 300 MiB of zeros in 300 KiB
+    done = run_openamp("inspect", str(bomb))
+    assert done.returncode == 1 and "unpacks to more than" in done.stderr, done
+    broken = tmp_path / "broken.bin.gz"
+    broken.write_bytes(gzip.compress(b"x" * 1000)[:20])
+    done = run_openamp("inspect", str(broken))
+    assert done.returncode == 1 and "a broken gzip file" in done.stderr, done
+
+
+@pytest.mark.parametrize("target", ["/dev/zero", "fifo"])
+def test_the_link_watchers_refuse_a_shm_that_is_not_a_regular_file(
+    target: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    if target == "fifo":
+        target = str(request.getfixturevalue("fifo"))
+    cap = tmp_path / "tap.pcapng"
+    for command in (
+        ["capture", "tap", str(cap), "--shm", target, "--wait", "5"],
+        ["monitor", "--shm", target, "--for", "1"],
+        ["inspect", "--shm", target],
+        ["doctor", "--shm", target],
+    ):
+        done = run_openamp(*command)
+        assert done.returncode == 1, done
+        assert "not a regular file" in done.stdout + done.stderr, done
+        assert "Traceback" not in done.stderr
+    assert not cap.exists()  # a tap that saw nothing leaves no empty capture behind
+
+
 def test_rsc_build_refuses_yaml_nested_too_deeply(tmp_path: Path) -> None:
     spec = tmp_path / "deep.yaml"
     spec.write_text("[" * 5000 + "]" * 5000)

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
@@ -159,17 +160,26 @@ def cmd_capture_tap(args: argparse.Namespace) -> int:
 
     path = args.shm or shm_path_for(args.machine, args.name)
     quiet = args.quiet or args.json
-    with open_capture(args.file, app=args.app) as cap:
-        hook = cap.link(f"tap {os.path.basename(path)}", f"passive tap of {path}")
+    recorded = 0
+    try:
+        with open_capture(args.file, app=args.app) as cap:
+            hook = cap.link(f"tap {os.path.basename(path)}", f"passive tap of {path}")
 
-        def record(event: Event) -> None:
-            hook(event)
-            if not quiet:
-                print(f"tap: {describe_event(event)}", flush=True)
+            def record(event: Event) -> None:
+                nonlocal recorded
+                recorded += 1
+                hook(event)
+                if not quiet:
+                    print(f"tap: {describe_event(event)}", flush=True)
 
-        tap = Tap(path, record)
-        print(f"tap: waiting for {path} ...", file=sys.stderr, flush=True)
-        stats = tap.run(wait=args.wait, duration=args.duration, count=args.count)
+            tap = Tap(path, record)
+            print(f"tap: waiting for {path} ...", file=sys.stderr, flush=True)
+            stats = tap.run(wait=args.wait, duration=args.duration, count=args.count)
+    except BaseException:
+        if not recorded:  # nothing seen: leave no empty capture behind
+            with contextlib.suppress(OSError):
+                os.unlink(args.file)
+        raise
     if args.json:
         print_json(
             {

@@ -31,6 +31,33 @@ examples:
 """
 
 
+DUMP_LIMIT = 256 * 1024 * 1024
+"""The largest memory dump ``inspect FILE`` reads (256 MiB, gzip-ed or not)."""
+
+
+def read_dump(path: str) -> bytes:
+    """A memory dump's bytes, gunzipped if it is gzip-ed; a regular file of at most
+    :data:`DUMP_LIMIT` bytes, decompressed too (a small gzip bomb is refused, not read)."""
+    from .._files import read_regular_file
+
+    mem = read_regular_file(path, limit=DUMP_LIMIT, what="memory dump")
+    if not mem:
+        raise UsageError(f"{path}: the file is empty, not a memory dump")
+    if mem[:2] != b"\x1f\x8b":
+        return mem
+    import gzip
+    import io
+
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(mem)) as g:
+            out = g.read(DUMP_LIMIT + 1)
+    except (OSError, EOFError, ValueError) as exc:
+        raise UsageError(f"{path}: a broken gzip file: {exc}") from None
+    if len(out) > DUMP_LIMIT:
+        raise UsageError(f"{path}: unpacks to more than the {DUMP_LIMIT}-byte limit")
+    return out
+
+
 def add_board_roots(p: argparse.ArgumentParser) -> None:
     """``--board`` and the roots of the kernel's trees (as ``openamp rproc`` takes them)."""
     g = p.add_argument_group("board")
@@ -139,12 +166,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from ..tools.linkmem import read_link_memory, render_link_memory, snapshot
 
     if args.file:
-        with open(args.file, "rb") as f:
-            mem = f.read()
-        if mem[:2] == b"\x1f\x8b":  # a gzip-ed dump (tests/conformance/*.bin.gz)
-            import gzip
-
-            mem = gzip.decompress(mem)
+        mem = read_dump(args.file)
         source = args.file
     else:
         source, _event = link_paths(args)

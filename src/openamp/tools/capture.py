@@ -586,11 +586,24 @@ class CaptureData:
                 yield ce
 
 
+CAPTURE_LIMIT = 1024 * 1024 * 1024
+"""The largest capture file :func:`read_capture` reads (1 GiB)."""
+
+
 def read_capture(path: str | os.PathLike[str]) -> CaptureData:
-    """Read a capture file written by :class:`Capture` (pcapng or JSON Lines)."""
+    """Read a capture file written by :class:`Capture` (pcapng or JSON Lines).
+
+    Raises :class:`UsageError` for what is not a regular file (a device, a FIFO, a
+    directory), is empty or larger than :data:`CAPTURE_LIMIT`, and
+    :class:`~openamp.errors.MessageError` / ``PcapngError`` for a file that is not a
+    capture or is broken.
+    """
+    from .._files import read_regular_file
+
     p = os.fspath(path)
-    with open(p, "rb") as f:
-        data = f.read()
+    data = read_regular_file(p, limit=CAPTURE_LIMIT, what="capture")
+    if not data:
+        raise UsageError(f"{p}: the file is empty, not a capture")
     if data[:4] == b"\x0a\x0d\x0d\x0a":
         return _read_pcapng(p, data)
     return _read_jsonl(p, data.decode("utf-8", errors="replace"))

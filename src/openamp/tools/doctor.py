@@ -23,6 +23,7 @@ server accepts exactly one peer).
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable
 from typing import Any
 
@@ -89,7 +90,14 @@ def doctor_link(
             f"{shm_path} does not exist: nothing runs on this machine",
             f"start {start_server} first, then {start_client}",
         )
-    size = os.path.getsize(shm_path)
+    st = os.stat(shm_path)
+    if not stat.S_ISREG(st.st_mode):
+        return fail(
+            "shared memory",
+            f"{shm_path} is not a regular file: it cannot be a shared-memory segment",
+            "name the segment itself (/dev/shm/NAME.shm) or a file the two sides map",
+        )
+    size = st.st_size
     if size != layout.shm_size:
         return fail(
             "shared memory",

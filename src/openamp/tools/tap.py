@@ -35,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import mmap
 import os
+import stat
 import struct
 import time
 from collections.abc import Callable
@@ -213,6 +214,12 @@ class Tap:
         self.fresh = False
         what = f"{self.path} to appear"
         while True:
+            if mem is None:
+                with contextlib.suppress(FileNotFoundError):
+                    if not stat.S_ISREG(os.stat(self.path).st_mode):
+                        raise UsageError(
+                            f"{self.path} is not a regular file: not a shared-memory segment"
+                        )
             try:
                 if mem is None and os.path.exists(self.path):
                     with contextlib.suppress(UsageError):  # still empty: not sized yet
