@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 
 from .commands import help_for
-from .inspect import add_board_roots, add_link_options, link_paths
+from .inspect import add_board_roots, add_link_options, board_roots, link_paths
 
 EPILOG = """\
 examples:
@@ -61,15 +61,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from ..tools.output import json_text
 
     if args.board:
-        from ..tools.board import BoardRoots, doctor_board, render_steps
+        from ..tools.board import doctor_board, render_steps
 
-        roots = BoardRoots(
-            args.sysfs,
-            args.debugfs,
-            args.dev,
-            tuple(args.firmware_path) if args.firmware_path else None,
-        )
-        steps = doctor_board(roots, rproc=args.rproc, service=args.service)
+        steps = doctor_board(board_roots(args), rproc=args.rproc, service=args.service)
     else:
         from ..tools.doctor import doctor_link, render_steps
         from .common import layout_for

@@ -10,9 +10,13 @@ sysfs and debugfs.  The decoding lives in :mod:`openamp.tools.linkmem` and
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from ..errors import UsageError
 from .commands import help_for
+
+if TYPE_CHECKING:
+    from ..tools.board import BoardRoots
 
 EPILOG = """\
 examples:
@@ -76,6 +80,18 @@ def add_board_roots(p: argparse.ArgumentParser) -> None:
         action="append",
         metavar="DIR",
         help="firmware directories (default: the kernel's search path)",
+    )
+
+
+def board_roots(args: argparse.Namespace) -> BoardRoots:
+    """The kernel trees :func:`add_board_roots` asked for."""
+    from ..tools.board import BoardRoots
+
+    return BoardRoots(
+        args.sysfs,
+        args.debugfs,
+        args.dev,
+        tuple(args.firmware_path) if args.firmware_path else None,
     )
 
 
@@ -150,15 +166,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from ..tools.output import json_text
 
     if args.board:
-        from ..tools.board import BoardRoots, inspect_board, render_board
+        from ..tools.board import inspect_board, render_board
 
-        roots = BoardRoots(
-            args.sysfs,
-            args.debugfs,
-            args.dev,
-            tuple(args.firmware_path) if args.firmware_path else None,
-        )
-        report = inspect_board(roots)
+        report = inspect_board(board_roots(args))
         print(
             json_text(report) if args.json else render_board(report), end="\n" if args.json else ""
         )
