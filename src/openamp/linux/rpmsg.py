@@ -41,8 +41,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EndpointClosedError, OpenAMPTimeoutError, UsageError
+from ..metal.aio import readable
 from ..metal.deadline import Deadline
-from ._aio import readable
 from .remoteproc import (
     IO,
     IOR,
@@ -870,7 +870,7 @@ class RpmsgEndpoint:
         self, data: bytes | bytearray | memoryview, timeout: float | None = 15.0
     ) -> int:
         """:meth:`send` for asyncio: waits for a buffer with ``asyncio.sleep``."""
-        import asyncio  # only here: see _aio
+        import asyncio  # only here: see metal/aio.py
 
         self._check_open()
         payload = bytes(data)
@@ -934,7 +934,7 @@ class RpmsgEndpoint:
             msg = self._read_now(max_size)
             if msg is not None:
                 return msg
-            await readable(self._fd)
+            await readable(self._fd, None)
 
     def __iter__(self) -> Iterator[bytes]:
         """Messages as they arrive, until the endpoint goes away."""

@@ -21,8 +21,8 @@ import time
 from pathlib import Path
 
 from ..errors import EndpointClosedError, OpenAMPTimeoutError, UsageError
+from ..metal.aio import readable
 from ..metal.deadline import Deadline
-from ._aio import readable
 from .remoteproc import (
     DeviceNotFoundError,
     KernelSendTimeoutError,
@@ -230,7 +230,7 @@ class TtyStream:
             data = self._read_now(size)
             if data is not None:
                 return data
-            await readable(self._fd)
+            await readable(self._fd, None)
 
     # -- writing --------------------------------------------------------------------------
 

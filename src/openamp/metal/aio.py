@@ -3,7 +3,9 @@
 The one place below the front ends that touches asyncio.  :class:`~openamp.metal.wait.
 DoorbellWaiter` uses it for ``wait_async``, the asyncio twin of its blocking wait, so
 that an endpoint's ``await ept.arecv()`` sleeps in the event loop on the doorbell's file
-descriptor (``loop.add_reader``) instead of blocking a thread.  asyncio is imported when
+descriptor (``loop.add_reader``) instead of blocking a thread; the board adapter's
+``/dev/rpmsgN`` endpoints and tty wait on their descriptors the same way.  asyncio is
+imported when
 a coroutine first runs, never by importing this module: code that never awaits pays
 nothing for it.
 """
