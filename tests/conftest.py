@@ -210,3 +210,19 @@ def children() -> Iterator[Children]:
         yield kids
     finally:
         kids.close()
+
+
+def run_openamp(
+    *args: str | os.PathLike[str], cwd: Path | str | None = None, timeout: float = 120.0
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m openamp ARGS`` to the end, as a user types it: no stdin, output
+    captured as text, ``timeout`` seconds at most."""
+    return subprocess.run(
+        [sys.executable, "-m", "openamp", *map(os.fspath, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+        cwd=cwd,
+        check=False,
+    )

@@ -14,21 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import run_openamp as openamp
 from openamp.cli import global_flags
-
-
-def openamp(
-    *args: str, cwd: Path | None = None, timeout: float = 60
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "openamp", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        cwd=cwd,
-    )
-
 
 # -- usage errors: exit 2, a message, no traceback, nothing started --------------------
 

@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
+from conftest import run_openamp as openamp
 from openamp.cli.commands import COMMANDS
-
-
-def openamp(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "openamp", *args], capture_output=True, text=True, timeout=timeout
-    )
 
 
 @pytest.mark.parametrize(

@@ -4,12 +4,11 @@ errors and logs explain themselves."""
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 from collections import Counter
 
 import pytest
 
+from conftest import run_openamp as openamp
 from openamp.errors import MessageError, OpenAMPTimeoutError
 from openamp.platform.inprocess import InProcessPair
 from openamp.platform.layout import MachineLayout
@@ -134,12 +133,6 @@ def test_a_bind_timeout_names_what_the_peer_announced() -> None:
         match=r"announced 'rpmsg-openamp-demo-channel' at 0x400, not 'rpmsg-client-sample'",
     ):
         ept.wait_bound(0)
-
-
-def openamp(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "openamp", *args], capture_output=True, text=True, timeout=30
-    )
 
 
 def test_a_ping_against_the_wrong_service_says_what_was_announced(children, vm_name) -> None:  # type: ignore[no-untyped-def]

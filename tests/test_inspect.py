@@ -6,9 +6,9 @@ from __future__ import annotations
 import gzip
 import json
 import subprocess
-import sys
 from pathlib import Path
 
+from conftest import run_openamp as openamp
 from openamp.metal.shm import SHM_DIR
 from openamp.tools.board import BoardRoots, inspect_board, render_board
 from openamp.tools.linkmem import read_link_memory, render_link_memory
@@ -19,12 +19,6 @@ CONFORMANCE = Path(__file__).resolve().parent / "conformance"
 
 def conformance(name: str) -> bytes:
     return gzip.open(CONFORMANCE / f"{name}.bin.gz").read()
-
-
-def openamp(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "openamp", *args], capture_output=True, text=True, timeout=30
-    )
 
 
 def test_a_fresh_table_shows_a_reset_vdev_and_empty_rings() -> None:

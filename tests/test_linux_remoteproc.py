@@ -14,8 +14,6 @@ import fcntl
 import json
 import os
 import struct
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from conftest import run_openamp as openamp
 from openamp.errors import (
     FirmwareImageError,
     OpenAMPError,
@@ -339,16 +338,6 @@ def board(tmp_path: Path) -> Board:
     b = Board(tmp_path)
     b.add_remoteproc(0, name="m4")
     return b
-
-
-def openamp(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "openamp", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def fail_writes_to(monkeypatch: pytest.MonkeyPatch, path: Path, err: int) -> None:

@@ -11,19 +11,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from conftest import run_openamp as openamp
 from openamp.metal.shm import unique_name
 
 ECHO = "rpmsg-openamp-demo-channel"
-
-
-def openamp(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "openamp", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def start(*args: str) -> subprocess.Popen[str]:

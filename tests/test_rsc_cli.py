@@ -11,12 +11,12 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from elftools.elf.elffile import ELFFile
 
+from conftest import run_openamp as openamp
 from openamp.platform import LINUX_GENERIC
 from openamp.remoteproc.rsc_table import (
     Carveout,
@@ -132,16 +132,6 @@ entries:
 """
 
 READELF_ROW = re.compile(r"^  0x[0-9a-f]{8,16} ")
-
-
-def openamp(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "openamp", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def gcc(*args: str | Path) -> None:

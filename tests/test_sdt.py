@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import run_openamp as openamp
 from openamp.platform import InProcessPair
 from openamp.platform.layout import load_layout
 from openamp.remoteproc.rsc_table import ResourceTable
@@ -83,15 +83,6 @@ MAIN_C = """\
 extern char resource_table[];
 int main(void) { return resource_table[0]; }
 """
-
-
-def openamp(*args: str | Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "openamp", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def generate(yaml: Path, dts: Path, out: Path) -> Path:

@@ -5,26 +5,14 @@ answer, never a traceback, a hang or a file it should not get (issue 11, familie
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from conftest import run_openamp
 from openamp.platform import InProcessPair
 from openamp.services.proxy import ProxyClient, ProxyServer
 from openamp.services.rpc import LINUX_O_CREAT, LINUX_O_WRONLY, RpcFileClient, RpcFileServer
-
-
-def run_openamp(*args: str, timeout: float = 20.0) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "openamp", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        stdin=subprocess.DEVNULL,
-        check=False,
-    )
 
 
 @pytest.fixture
