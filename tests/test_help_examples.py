@@ -26,12 +26,16 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from openamp.cli import build_parser
 from openamp.cli.commands import COMMANDS
 from openamp.metal.shm import unique_name
+
+if TYPE_CHECKING:
+    from test_linux_remoteproc import Board
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -143,13 +147,17 @@ def _board(root: Path) -> tuple[dict[str, str], object]:
     board.add_remoteproc(0, name="m4", traces={0: "m4: booted\n"})
     (root / "build").mkdir(exist_ok=True)
     (root / "build" / "rproc-echo.elf").write_bytes(b"\x7fELF" + bytes(60))
-    roots = {
+    return _roots(board), FakeKernel(board)
+
+
+def _roots(board: Board) -> dict[str, str]:
+    """The command-line roots of ``board``'s trees, by option."""
+    return {
         "--sysfs": str(board.sysfs),
         "--dev": str(board.dev),
         "--debugfs": str(board.debugfs),
         "--firmware-path": str(board.firmware),
     }
-    return roots, FakeKernel(board)
 
 
 def _running_board(root: Path) -> dict[str, str]:
@@ -161,12 +169,7 @@ def _running_board(root: Path) -> dict[str, str]:
     (board.firmware / "rproc-echo.elf").write_bytes(b"\x7fELF" + bytes(60))
     v = board.add_virtio()
     board.add_channel(v, "rpmsg-client-sample", 0x400, 0x400, driver="rpmsg_client_sample")
-    return {
-        "--sysfs": str(board.sysfs),
-        "--dev": str(board.dev),
-        "--debugfs": str(board.debugfs),
-        "--firmware-path": str(board.firmware),
-    }
+    return _roots(board)
 
 
 def _on_c_names(line: str) -> bool:

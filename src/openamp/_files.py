@@ -14,7 +14,7 @@ import stat
 
 from .errors import UsageError
 
-__all__ = ["DEFAULT_LIMIT", "read_regular_file"]
+__all__ = ["DEFAULT_LIMIT", "describe_mode", "read_regular_file"]
 
 DEFAULT_LIMIT = 64 * 1024 * 1024
 """The largest file read by default: 64 MiB (firmware images are far smaller)."""
@@ -25,7 +25,14 @@ _KINDS = {
     stat.S_IFBLK: "a block device",
     stat.S_IFSOCK: "a socket",
     stat.S_IFDIR: "a directory",
+    stat.S_IFREG: "a regular file",
+    stat.S_IFLNK: "a symbolic link",
 }
+
+
+def describe_mode(mode: int) -> str:
+    """What kind of file ``st_mode`` says it is, for a message ("a directory")."""
+    return _KINDS.get(stat.S_IFMT(mode), "not a regular file")
 
 
 def read_regular_file(
@@ -45,7 +52,7 @@ def read_regular_file(
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            kind = _KINDS.get(stat.S_IFMT(st.st_mode), "not a regular file")
+            kind = describe_mode(st.st_mode)
             raise UsageError(f"{name}: cannot read it as a {what}: it is {kind}")
         if st.st_size > limit:
             raise UsageError(

@@ -235,7 +235,7 @@ class Session:
         self.send_raw(HEADER.pack(request, VHOST_USER_VERSION | flags, len(payload)) + payload, fds)
 
     def negotiate(self) -> int:
-        """SET_OWNER, GET_FEATURES and the protocol features, without waiting on replies."""
+        """SET_OWNER and GET_FEATURES (waiting for its reply); returns the features."""
         self.send(Request.SET_OWNER)
         self.send(Request.GET_FEATURES)
         (features,) = U64.unpack(self._reply())
@@ -290,8 +290,7 @@ def attack_shrink(s: Session, backend: Backend) -> str:
 
 
 def attack_notify_fd(s: Session, backend: Backend) -> str:
-    offered = s.negotiate()
-    del offered
+    s.negotiate()
     region = MEMORY_REGION.pack(GUEST_BASE, MEM_SIZE, USER_BASE, FILE_OFFSET)
     s.send(Request.SET_MEM_TABLE, MEMORY_HEADER.pack(1, 0) + region, fds=(s.fe.memfd,))
     request = s.rng.choice([Request.SET_VRING_KICK, Request.SET_VRING_CALL, Request.SET_VRING_ERR])

@@ -283,13 +283,11 @@ class SharedMemory:
                     r.release()
             try:
                 mapping.close()
-                sigbus.unguard(id(mapping))
             except BufferError:
                 # views may only be kept alive by reference cycles
                 gc.collect()
                 try:
                     mapping.close()
-                    sigbus.unguard(id(mapping))
                 except BufferError:
                     warnings.warn(
                         f"shared memory {self.name!r} closed while views of it are still "
@@ -297,6 +295,8 @@ class SharedMemory:
                         ResourceWarning,
                         stacklevel=2,
                     )
+            if mapping.closed:  # unmapped now (else the guard goes with the last view)
+                sigbus.unguard(id(mapping))
         fd, self._hold_fd = self._hold_fd, None
         if fd is not None:
             last = self.unlink_when_last and not self._unlinked and _no_other_holder(fd)

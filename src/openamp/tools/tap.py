@@ -41,7 +41,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..errors import OpenAMPTimeoutError, UsageError
+from ..errors import OpenAMPError, OpenAMPTimeoutError, UsageError
 from ..metal.shm import SHM_DIR, map_readonly
 from ..remoteproc.rsc_table import RSC_VDEV, ResourceTable, Vdev
 from ..rpmsg.events import (
@@ -237,7 +237,7 @@ class Tap:
                             what = f"DRIVER_OK in the vdev at {vdev_off:#x} of {self.path}"
                             if self._vdev(mem, vdev_off).status & VIRTIO_CONFIG_STATUS_DRIVER_OK:
                                 return mem, off, vdev_off
-            except Exception:  # a half-written table: look again
+            except (OpenAMPError, struct.error, ValueError):  # half-written: look again
                 pass
             self.fresh = True  # the link came up while we watched
             if deadline is not None and time.monotonic() > deadline:

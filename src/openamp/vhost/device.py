@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._files import describe_mode
 from ..errors import (
     InvalidStateError,
     OpenAMPError,
@@ -142,19 +143,10 @@ _F_SEAL_SHRINK = getattr(fcntl, "F_SEAL_SHRINK", 0x0002)
 
 def _describe_fd(fd: int, st: os.stat_result) -> str:
     """What a descriptor is, for an error message ("a directory", "anon_inode:[eventpoll]")."""
-    mode = st.st_mode
-    for test, name in (
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISREG, "a regular file"),
-        (stat.S_ISLNK, "a symbolic link"),
-    ):
-        if test(mode):
-            return name
-    with contextlib.suppress(OSError):
-        return os.readlink(f"/proc/self/fd/{fd}")
-    return f"a file of mode {mode:#o}"
+    if stat.S_IFMT(st.st_mode) == 0:  # an anonymous inode: its name says what it is
+        with contextlib.suppress(OSError):
+            return os.readlink(f"/proc/self/fd/{fd}")
+    return describe_mode(st.st_mode)
 
 
 def _fd_facts(fd: int, what: str) -> tuple[int, os.stat_result]:
@@ -907,9 +899,12 @@ class VhostUserDevice:
             kicked = kicked or vr.kicks > 0 or vr.kick_polled
         return kicked
 
-    def _stop(self, reason: str) -> None:
-        """The driver went away: fence the user of the rings, once per session."""
-        if not self._was_ready or self.stopped:
+    def _stop(self, reason: str, *, before_ready: bool = False) -> None:
+        """The driver went away: fence the user of the rings, once per session.
+
+        Before the driver was ever ready there is nobody to fence (set-up messages
+        repeat), unless ``before_ready``: the memory itself is gone."""
+        if self.stopped or not (self._was_ready or before_ready):
             return
         self.stopped = reason
         log.info("vhost-user device on %s stopped: %s", self.path, reason)
@@ -943,8 +938,7 @@ class VhostUserDevice:
                     f"the frontend shrank the memory file of guest {r.guest_addr:#x} to "
                     f"{size:#x} bytes, below the region [{r.mmap_offset:#x}, +{r.size:#x})"
                 )
-                self._was_ready = True  # fence whoever uses the rings, even mid set-up
-                self._stop(reason)
+                self._stop(reason, before_ready=True)  # fence whoever uses the rings
                 raise VhostUserError(reason)
 
     def _ring_location(self, addr: int | None, length: int) -> tuple[IoRegion, int]:
